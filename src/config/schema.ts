@@ -1,0 +1,31 @@
+import { z } from 'zod';
+
+/**
+ * The one schema of `cluster.yaml`: it validates the file and is the single source of its
+ * defaults. Sections grow with the product; unknown keys are rejected so typos surface.
+ */
+export const GpuSchema = z
+  .strictObject({
+    backend: z.enum(['auto', 'vulkan', 'metal', 'd3d12', 'd3d11', 'opengl', 'opengles', 'null']).default('auto')
+      .describe('Dawn backend; auto picks the platform default'),
+    adapter: z.string().min(1).optional().describe('substring of the adapter name that must match'),
+    powerPreference: z.enum(['high-performance', 'low-power']).optional(),
+    matmul: z.enum(['auto', 'reg', 'tiled']).default('auto')
+      .describe('matmul kernel variant: reg (register blocks, for CPU adapters) or tiled (workgroup memory, for GPUs)'),
+  })
+  .default({ backend: 'auto', matmul: 'auto' });
+
+export const RedisSchema = z
+  .strictObject({
+    url: z.string().url().optional().describe('redis:// URL of an existing server'),
+    urlEnv: z.string().default('REDIS_URL').describe('environment variable that may hold the URL instead'),
+  })
+  .default({ urlEnv: 'REDIS_URL' });
+
+export const ClusterConfigSchema = z.strictObject({
+  gpu: GpuSchema,
+  redis: RedisSchema,
+});
+
+export type ClusterConfig = z.infer<typeof ClusterConfigSchema>;
+export type GpuConfig = z.infer<typeof GpuSchema>;

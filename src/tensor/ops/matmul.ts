@@ -1,0 +1,130 @@
+import { PantherError } from '../../errors.js';
+import type { KernelSpec } from '../../gpu/kernel.js';
+import { record } from '../tape.js';
+import { empty, type Tensor } from '../tensor.js';
+import { asShape, sumRows } from './elementwise.js';
+
+const MATMUL_PARAMS = { M: 'u32', N: 'u32', K: 'u32', strideA: 'u32', strideB: 'u32', strideC: 'u32', alpha: 'f32', beta: 'f32' } as const;
+export const MATMUL_REG: KernelSpec = { file: 'matmul', entry: 'matmul_reg', params: MATMUL_PARAMS, storage: ['read', 'read', 'rw'] };
+export const MATMUL_TILED: KernelSpec = { file: 'matmul', entry: 'matmul_tiled', params: MATMUL_PARAMS, storage: ['read', 'read', 'rw'] };
+export const TRANSPOSE: KernelSpec = { file: 'transpose', entry: 'transpose', params: { R: 'u32', C: 'u32', batch: 'u32' }, storage: ['read', 'rw'] };
+
+const REG_TM = 8;
+const REG_LANES = 64;
+const REG_TN = 4;
+const TILE = 64;
+
+export interface MatmulOptions {
+  transA?: boolean;
+  transB?: boolean;
+  alpha?: number;
+}
+
+interface MatmulShape {
+  batch: number;
+  batchA: number;
+  batchB: number;
+  M: number;
+  N: number;
+  K: number;
+  outShape: number[];
+}
+
+function matrixDims(t: Tensor, name: string): { batch: number; rows: number; cols: number; lead: number[] } {
+  if (t.shape.length < 2) throw new PantherError('E_SHAPE', `${name} must have at least 2 dimensions, has shape [${t.shape}]`, 'matmul');
+  const lead = t.shape.slice(0, -2);
+  return { batch: lead.reduce((a, b) => a * b, 1), rows: t.shape[t.shape.length - 2], cols: t.shape[t.shape.length - 1], lead };
+}
+
+export function matmulShape(a: Tensor, b: Tensor, opts: MatmulOptions): MatmulShape {
+  const da = matrixDims(a, 'A');
+  const db = matrixDims(b, 'B');
+  const [M, Ka] = opts.transA ? [da.cols, da.rows] : [da.rows, da.cols];
+  const [Kb, N] = opts.transB ? [db.cols, db.rows] : [db.rows, db.cols];
+  if (Ka !== Kb) {
+    throw new PantherError('E_SHAPE', `inner dimensions differ: A [${a.shape}]${opts.transA ? 'ᵀ' : ''} x B [${b.shape}]${opts.transB ? 'ᵀ' : ''} (${Ka} vs ${Kb})`, 'matmul');
+  }
+  if (da.batch !== db.batch && da.batch !== 1 && db.batch !== 1) {
+    throw new PantherError('E_SHAPE', `batch sizes ${da.batch} and ${db.batch} differ (one may be 1 to broadcast)`, 'matmul');
+  }
+  const batch = Math.max(da.batch, db.batch);
+  if (batch > 65535) throw new PantherError('E_LIMIT', `batch ${batch} exceeds 65535`, 'matmul');
+  const lead = da.batch >= db.batch ? da.lead : db.lead;
+  return { batch, batchA: da.batch, batchB: db.batch, M, N, K: Ka, outShape: [...lead, M, N] };
+}
+
+/** out[b] = x[b]ᵀ for a batch of matrices (no tape: a layout change inside ops). */
+export function transposeRaw(x: Tensor, batch: number, R: number, C: number): Tensor {
+  const out = empty(x.gpu, [batch, C, R]);
+  x.gpu.dispatch(TRANSPOSE, {
+    buffers: [x.buffer, out.buffer],
+    params: { R, C, batch },
+    workgroups: [Math.ceil(R / 64), Math.min(C, 65535), batch],
+  });
+  return out;
+}
+
+/** Records the dispatch(es) of C = alpha op(A) op(B) into `out` without touching the tape. */
+export function matmulInto(a: Tensor, b: Tensor, out: Tensor, s: MatmulShape, opts: MatmulOptions, beta = 0): void {
+  const gpu = a.gpu;
+  let transB = opts.transB ?? false;
+  let bt: Tensor | null = null;
+  if (transB && gpu.tunables.matmul === 'reg') {
+    // The register-blocked kernel reads B rows contiguously across lanes: lay B out as K x N.
+    bt = transposeRaw(b, s.batchB, s.N, s.K);
+    transB = false;
+  }
+  const params = {
+    M: s.M, N: s.N, K: s.K,
+    strideA: s.batchA === 1 ? 0 : s.M * s.K,
+    strideB: s.batchB === 1 ? 0 : s.K * s.N,
+    strideC: s.M * s.N,
+    alpha: opts.alpha ?? 1,
+    beta,
+  };
+  const constants = { TRANS_A: opts.transA ? 1 : 0, TRANS_B: transB ? 1 : 0 };
+  const buffers = [a.buffer, (bt ?? b).buffer, out.buffer];
+  if (gpu.tunables.matmul === 'reg') {
+    gpu.dispatch(MATMUL_REG, {
+      buffers, params, constants,
+      workgroups: [Math.ceil(s.N / (REG_LANES * REG_TN)), Math.ceil(s.M / REG_TM), s.batch],
+    });
+  } else {
+    gpu.dispatch(MATMUL_TILED, { buffers, params, constants, workgroups: [Math.ceil(s.N / TILE), Math.ceil(s.M / TILE), s.batch] });
+  }
+  bt?.dispose();
+}
+
+/**
+ * Batched matrix product alpha * op(A) op(B) over the last two dimensions; leading
+ * dimensions are batch (an operand with batch 1 broadcasts).
+ */
+export function matmul(a: Tensor, b: Tensor, opts: MatmulOptions = {}): Tensor {
+  const s = matmulShape(a, b, opts);
+  const out = empty(a.gpu, s.outShape);
+  if (s.M > 0 && s.N > 0) {
+    if (s.K === 0) throw new PantherError('E_SHAPE', 'inner dimension is 0', 'matmul');
+    matmulInto(a, b, out, s, opts);
+  }
+  const alpha = opts.alpha ?? 1;
+  const tA = opts.transA ?? false;
+  const tB = opts.transB ?? false;
+  record('matmul', [a, b], [out], ([g]) => {
+    let ga: Tensor | null = null;
+    let gb: Tensor | null = null;
+    if (a.requiresGrad) {
+      // dA = g op(B)ᵀ, laid out like A.
+      ga = tA ? matmul(b, g!, { transA: tB, transB: true, alpha }) : matmul(g!, b, { transB: !tB, alpha });
+      if (s.batchA === 1 && s.batch > 1) ga = sumRows(ga, s.M * s.K);
+      ga = asShape(ga, a.shape);
+    }
+    if (b.requiresGrad) {
+      // dB = op(A)ᵀ g, laid out like B.
+      gb = tB ? matmul(g!, a, { transA: true, transB: tA, alpha }) : matmul(a, g!, { transA: !tA, alpha });
+      if (s.batchB === 1 && s.batch > 1) gb = sumRows(gb, s.K * s.N);
+      gb = asShape(gb, b.shape);
+    }
+    return [ga, gb];
+  });
+  return out;
+}

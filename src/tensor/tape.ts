@@ -1,0 +1,118 @@
+import { PantherError } from '../errors.js';
+import type { Gpu } from '../gpu/runtime.js';
+import { contextOf, tidy, type Tensor } from './tensor.js';
+
+/**
+ * One recorded op: its inputs, its outputs, and the function that maps the outputs'
+ * gradients to the inputs' gradients (null where an input takes none).
+ */
+export interface TapeNode {
+  op: string;
+  inputs: readonly Tensor[];
+  outputs: readonly Tensor[];
+  backward: (gradOutputs: readonly (Tensor | null)[]) => readonly (Tensor | null)[];
+}
+
+export function isRecording(gpu: Gpu, inputs: readonly Tensor[]): boolean {
+  return contextOf(gpu).gradEnabled && inputs.some((t) => t.requiresGrad);
+}
+
+/** Appends a node when recording; marks outputs as requiring grad. */
+export function record(
+  op: string,
+  inputs: readonly Tensor[],
+  outputs: readonly Tensor[],
+  backward: TapeNode['backward'],
+): void {
+  const gpu = outputs[0].gpu;
+  if (!isRecording(gpu, inputs)) return;
+  const node: TapeNode = { op, inputs, outputs, backward };
+  for (const o of outputs) {
+    o.requiresGrad = o.dtype === 'f32';
+    o.producer = node;
+  }
+  contextOf(gpu).tape.push(node);
+}
+
+/** Runs `fn` without recording (evaluation, optimizer steps). */
+export function noGrad<T>(gpu: Gpu, fn: () => T): T {
+  const ctx = contextOf(gpu);
+  const before = ctx.gradEnabled;
+  ctx.gradEnabled = false;
+  try {
+    return fn();
+  } finally {
+    ctx.gradEnabled = before;
+  }
+}
+
+/** Drops the recorded nodes (their tensors are owned by scopes, not by the tape). */
+export function clearTape(gpu: Gpu): void {
+  contextOf(gpu).tape.length = 0;
+}
+
+export interface BackwardOptions {
+  /** Adds `a` into `b` in place; supplied by the ops module to avoid an import cycle. */
+  accumulate: (into: Tensor, add: Tensor) => void;
+  seed: (like: Tensor) => Tensor;
+  copy: (t: Tensor) => Tensor;
+}
+
+/**
+ * Walks the tape backwards from `loss`: each node's backward kernels turn its outputs'
+ * gradients into its inputs' gradients, which are summed where a tensor feeds several ops.
+ * Leaves (tensors no op produced, such as parameters) keep their `.grad`; intermediate
+ * gradients are freed. The tape is cleared.
+ */
+export function runBackward(loss: Tensor, opts: BackwardOptions, gradient?: Tensor): void {
+  const gpu = loss.gpu;
+  const ctx = contextOf(gpu);
+  if (!loss.requiresGrad) {
+    throw new PantherError('E_AUTOGRAD', 'backward() on a tensor that does not depend on any parameter', loss.describe());
+  }
+  const tape = ctx.tape;
+  const lastIndex = loss.producer ? tape.lastIndexOf(loss.producer) : -1;
+  if (lastIndex < 0) throw new PantherError('E_AUTOGRAD', 'the tensor was not produced on the current tape', loss.describe());
+  const intermediateGrads = new Set<Tensor>();
+  const assigned = new Set<Tensor>();
+  noGrad(gpu, () => {
+    if (gradient) {
+      if (gradient.size !== loss.size) throw new PantherError('E_SHAPE', `seed gradient has ${gradient.size} elements, loss has ${loss.size}`, 'backward');
+      loss.grad = gradient;
+    } else {
+      loss.grad = opts.seed(loss).keep();
+    }
+    if (loss.producer) intermediateGrads.add(loss.grad);
+    for (let i = lastIndex; i >= 0; i--) {
+      const node = tape[i];
+      const gOut = node.outputs.map((o) => o.grad);
+      if (gOut.every((g) => g === null)) continue;
+      tidy(gpu, () => {
+        const gIn = node.backward(gOut);
+        node.inputs.forEach((input, j) => {
+          let g = gIn[j];
+          if (!g || !input.requiresGrad) return;
+          if (g.size !== input.size) {
+            throw new PantherError('E_AUTOGRAD', `op '${node.op}' returned a gradient of ${g.size} elements for an input of ${input.size}`, input.describe());
+          }
+          if (input.grad) {
+            opts.accumulate(input.grad, g);
+          } else {
+            // A pass-through op may hand back a gradient that is already someone's: copy it.
+            if (assigned.has(g) || gOut.includes(g)) g = opts.copy(g);
+            assigned.add(g);
+            input.grad = g.keep();
+            if (input.producer) intermediateGrads.add(g);
+          }
+        });
+      });
+      for (const o of node.outputs) {
+        if (o.grad && intermediateGrads.has(o.grad)) {
+          o.grad.dispose();
+          o.grad = null;
+        }
+      }
+    }
+  });
+  tape.length = 0;
+}

@@ -1,0 +1,99 @@
+import { describe, expect, it } from 'vitest';
+import { sizeClass } from '../../src/gpu/buffers.js';
+import { Gpu, grid1d } from '../../src/gpu/runtime.js';
+import { PantherError } from '../../src/errors.js';
+import { backward, zeroGrad } from '../../src/tensor/autograd.js';
+import { add, mul, scale } from '../../src/tensor/ops/elementwise.js';
+import { matmul } from '../../src/tensor/ops/matmul.js';
+import { empty, tensorFrom, tidy } from '../../src/tensor/tensor.js';
+import { useGpu } from '../support/gpu.js';
+
+describe('buffer size classes', () => {
+  it('rounds up by at most 25% and never below the request', () => {
+    for (const n of [1, 255, 256, 257, 1000, 4096, 5000, 123457, 1 << 24]) {
+      const s = sizeClass(n);
+      expect(s).toBeGreaterThanOrEqual(n);
+      if (n > 256) expect(s / n).toBeLessThanOrEqual(1.25 + 1e-9);
+    }
+  });
+
+  it('folds big 1-D grids into y', () => {
+    expect(grid1d(100, 64)).toEqual([2, 1]);
+    const [x, y] = grid1d(64 * 70000, 64);
+    expect(x).toBeLessThanOrEqual(65535);
+    expect(x * y).toBeGreaterThanOrEqual(70000);
+  });
+});
+
+describe('gpu runtime', () => {
+  const gpu = useGpu();
+
+  it('describes the adapter', () => {
+    const g = gpu();
+    expect(g.limits.maxStorageBufferBindingSize).toBeGreaterThan(0);
+    expect(typeof g.description.isSoftware).toBe('boolean');
+  });
+
+  it('reuses buffers across steps: a repeated step creates none', async () => {
+    const g = gpu();
+    const W = tensorFrom(g, new Float32Array(64 * 32).fill(0.01), [64, 32]).requireGrad();
+    const step = async () => {
+      tidy(g, () => {
+        const x = tensorFrom(g, new Float32Array(16 * 64).fill(1), [16, 64]);
+        const y = matmul(x, W);
+        backward(mul(y, y));
+      });
+      await W.grad!.read();
+      zeroGrad([W]);
+    };
+    await step();
+    const before = g.pool.stats();
+    for (let i = 0; i < 3; i++) await step();
+    const after = g.pool.stats();
+    expect(after.created).toBe(before.created);
+    expect(after.reused).toBeGreaterThan(before.reused);
+  });
+
+  it('tidy frees what it made and keeps what it returns', () => {
+    const g = gpu();
+    const a = tensorFrom(g, [1, 2, 3], [3]);
+    let inner: ReturnType<typeof scale> | undefined;
+    const out = tidy(g, () => {
+      inner = scale(a, 2);
+      return add(inner, a);
+    });
+    expect(inner!.isDisposed).toBe(true);
+    expect(out.isDisposed).toBe(false);
+    expect(a.isDisposed).toBe(false);
+  });
+
+  it('sums gradients of a tensor used twice', async () => {
+    const g = gpu();
+    const x = tensorFrom(g, [1, 2, 3], [3]).requireGrad();
+    // d/dx sum(x*x + 3x) = 2x + 3
+    const y = add(mul(x, x), scale(x, 3));
+    backward(y);
+    expect(Array.from(await x.grad!.read())).toEqual([5, 7, 9]);
+  });
+
+  it('refuses buffers over maxStorageBufferBindingSize before allocating', () => {
+    const g = gpu();
+    const n = Math.floor(g.maxStorageBinding / 4) + 1;
+    expect(() => empty(g, [n])).toThrowError(PantherError);
+    expect(() => empty(g, [n])).toThrowError(/maxStorageBufferBindingSize/);
+  });
+
+  it('throws a clear error when used after destroy', async () => {
+    const g2 = await Gpu.create();
+    g2.destroy();
+    expect(() => g2.write(g2.pool.acquire(16), new Float32Array(4))).toThrow();
+  });
+
+  it('reports GPU time of a pass when the adapter has timestamps', async () => {
+    const g = gpu();
+    const a = tensorFrom(g, new Float32Array(256 * 256).fill(1), [256, 256]);
+    const ms = await g.timePass(() => tidy(g, () => { matmul(a, a); }));
+    if (g.hasTimestamps) expect(ms).toBeGreaterThan(0);
+    else expect(ms).toBeNull();
+  });
+});
