@@ -43,27 +43,39 @@ export class Tensor {
   /** Set by the op that produced this tensor while recording; leaves have none. */
   producer: TapeNode | null = null;
   private buf: GPUBuffer | null;
+  /** For a view: the tensor whose buffer it shares. */
+  private readonly base: Tensor | null;
+  private liveViews = 0;
+  private disposed = false;
 
   constructor(
     readonly gpu: Gpu,
     readonly shape: readonly number[],
     readonly dtype: DType = 'f32',
-    buffer?: GPUBuffer,
+    viewOf?: Tensor,
     readonly name?: string,
   ) {
     this.size = shapeSize(shape);
-    this.buf = buffer ?? gpu.pool.acquire(this.size * 4, name ?? `tensor[${shape}]`);
+    if (viewOf) {
+      if (viewOf.size !== this.size) throw new PantherError('E_SHAPE', `a view of [${shape}] cannot share ${viewOf.describe()}`);
+      this.base = viewOf.base ?? viewOf;
+      this.base.liveViews++;
+      this.buf = viewOf.buffer;
+    } else {
+      this.base = null;
+      this.buf = gpu.pool.acquire(this.size * 4, name ?? `tensor[${shape}]`);
+    }
     const scopes = contextOf(gpu).scopes;
     if (scopes.length) scopes[scopes.length - 1].add(this);
   }
 
   get buffer(): GPUBuffer {
-    if (!this.buf) throw new PantherError('E_DISPOSED', 'tensor was already disposed', this.describe());
+    if (this.disposed || !this.buf) throw new PantherError('E_DISPOSED', 'tensor was already disposed', this.describe());
     return this.buf;
   }
 
   get isDisposed(): boolean {
-    return this.buf === null;
+    return this.disposed;
   }
 
   get byteLength(): number {
@@ -74,14 +86,36 @@ export class Tensor {
     return `${this.name ?? 'tensor'}#${this.id}[${this.shape.join('x')}] ${this.dtype}`;
   }
 
+  /**
+   * Frees the tensor. A buffer shared by views goes back to the pool once the base and
+   * every view of it are disposed.
+   */
   dispose(): void {
-    if (!this.buf) return;
-    this.gpu.pool.release(this.buf);
-    this.buf = null;
+    if (this.disposed) return;
+    this.disposed = true;
     if (this.grad) {
       this.grad.dispose();
       this.grad = null;
     }
+    if (this.base) {
+      this.base.liveViews--;
+      this.base.releaseIfUnused();
+      this.buf = null;
+    } else {
+      this.releaseIfUnused();
+    }
+  }
+
+  private releaseIfUnused(): void {
+    if (this.disposed && this.liveViews === 0 && this.buf) {
+      this.gpu.pool.release(this.buf);
+      this.buf = null;
+    }
+  }
+
+  /** The same elements under another shape, sharing the buffer (no tape: see `reshape`). */
+  view(shape: readonly number[]): Tensor {
+    return new Tensor(this.gpu, shape, this.dtype, this);
   }
 
   /** Removes this tensor from the open scopes, so closing them leaves it alive. */

@@ -3,7 +3,7 @@ import { sizeClass } from '../../src/gpu/buffers.js';
 import { Gpu, grid1d } from '../../src/gpu/runtime.js';
 import { PantherError } from '../../src/errors.js';
 import { backward, zeroGrad } from '../../src/tensor/autograd.js';
-import { add, mul, scale } from '../../src/tensor/ops/elementwise.js';
+import { add, mul, reshape, scale } from '../../src/tensor/ops/elementwise.js';
 import { matmul } from '../../src/tensor/ops/matmul.js';
 import { empty, tensorFrom, tidy } from '../../src/tensor/tensor.js';
 import { useGpu } from '../support/gpu.js';
@@ -95,5 +95,31 @@ describe('gpu runtime', () => {
     const ms = await g.timePass(() => tidy(g, () => { matmul(a, a); }));
     if (g.hasTimestamps) expect(ms).toBeGreaterThan(0);
     else expect(ms).toBeNull();
+  });
+});
+
+describe('views', () => {
+  const gpu = useGpu();
+
+  it('share the buffer, and return it to the pool only when base and views are all disposed', async () => {
+    const g = gpu();
+    const base = tensorFrom(g, [1, 2, 3, 4, 5, 6], [2, 3]);
+    const v = base.view([3, 2]);
+    expect(v.buffer).toBe(base.buffer);
+    const liveBefore = g.pool.stats().live;
+    base.dispose();
+    expect(g.pool.stats().live).toBe(liveBefore);
+    expect(Array.from(await v.read())).toEqual([1, 2, 3, 4, 5, 6]);
+    v.dispose();
+    expect(g.pool.stats().live).toBe(liveBefore - 1);
+  });
+
+  it('reshape passes gradients through', async () => {
+    const g = gpu();
+    const x = tensorFrom(g, [1, 2, 3, 4], [2, 2]).requireGrad();
+    const y = mul(reshape(x, [4]), tensorFrom(g, [10, 20, 30, 40], [4]));
+    backward(y);
+    expect(x.grad!.shape).toEqual([2, 2]);
+    expect(Array.from(await x.grad!.read())).toEqual([10, 20, 30, 40]);
   });
 });

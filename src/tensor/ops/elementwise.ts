@@ -2,7 +2,7 @@ import { PantherError } from '../../errors.js';
 import { grid1d } from '../../gpu/runtime.js';
 import type { KernelSpec } from '../../gpu/kernel.js';
 import { record } from '../tape.js';
-import { empty, type Tensor } from '../tensor.js';
+import { empty, shapeSize, type Tensor } from '../tensor.js';
 
 const P = { n: 'u32', alpha: 'f32', beta: 'f32', cols: 'u32' } as const;
 const spec = (entry: string, storage: KernelSpec['storage']): KernelSpec => ({ file: 'elementwise', entry, params: P, storage });
@@ -105,15 +105,11 @@ export function addRowVector(x: Tensor, bias: Tensor): Tensor {
   return out;
 }
 
-/** Same data, new shape (a copy, so each tensor owns its buffer). */
+/** Same data, new shape: a view sharing the buffer; its gradient is a view too. */
 export function reshape(x: Tensor, shape: readonly number[]): Tensor {
-  const out = empty(x.gpu, shape);
-  if (out.size !== x.size) {
-    out.dispose();
-    throw new PantherError('E_SHAPE', `cannot reshape [${x.shape}] to [${shape}]`, 'reshape');
-  }
-  x.gpu.dispatch(SCALE, { buffers: [x.buffer, out.buffer], params: params(x.size, 1), workgroups: grid1d(x.size, 64) });
-  record('reshape', [x], [out], ([g]) => [reshape(g!, x.shape)]);
+  if (shapeSize(shape) !== x.size) throw new PantherError('E_SHAPE', `cannot reshape [${x.shape}] to [${shape}]`, 'reshape');
+  const out = x.view(shape);
+  record('reshape', [x], [out], ([g]) => [g!.view(x.shape)]);
   return out;
 }
 
