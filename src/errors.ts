@@ -14,7 +14,8 @@ export type ErrorCode =
   | 'E_DISPOSED'
   | 'E_AUTOGRAD'
   | 'E_CONFIG'
-  | 'E_ARGUMENT';
+  | 'E_ARGUMENT'
+  | 'E_DATA';
 
 export class PantherError extends Error {
   readonly code: ErrorCode;

@@ -2,17 +2,11 @@ import type { Gpu } from '../gpu/runtime.js';
 import { matmul } from '../tensor/ops/matmul.js';
 import { tensorFrom, tidy, type Tensor } from '../tensor/tensor.js';
 import { noGrad } from '../tensor/tape.js';
-import type { BenchCase } from './harness.js';
+import { randomData, type BenchCase } from './harness.js';
+import { attentionCases } from './cases-attention.js';
+import { commonCases } from './cases-common.js';
+import { sprmCases } from './cases-sprm.js';
 
-export function randomData(n: number, seed = 1): Float32Array {
-  let s = seed >>> 0;
-  const out = new Float32Array(n);
-  for (let i = 0; i < n; i++) {
-    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
-    out[i] = (s / 4294967296 - 0.5) * 2;
-  }
-  return out;
-}
 
 /** Builds inputs once; each run records the op and frees its output. */
 function opCase(
@@ -48,5 +42,8 @@ export function kernelCases(): BenchCase[] {
     matmulCase(1, 1024, 1024, 1024, true),
     matmulCase(8, 256, 256, 64),
     matmulCase(1, 4096, 512, 128),
+    ...attentionCases(),
+    ...sprmCases(),
+    ...commonCases(),
   ];
 }

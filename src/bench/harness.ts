@@ -53,3 +53,14 @@ export async function timeAsync(fn: () => Promise<void>, reps: number, warmup = 
   }
   return median(times);
 }
+
+/** Deterministic inputs in [-1, 1) for benchmarks (an LCG: fast, and the values do not matter). */
+export function randomData(n: number, seed = 1): Float32Array {
+  let s = seed >>> 0;
+  const out = new Float32Array(n);
+  for (let i = 0; i < n; i++) {
+    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
+    out[i] = (s / 4294967296 - 0.5) * 2;
+  }
+  return out;
+}

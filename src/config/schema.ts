@@ -1,4 +1,7 @@
 import { z } from 'zod';
+import { DataSchema } from '../data/config.js';
+import { ModelSchema } from '../model/config.js';
+import { TrainSchema } from '../train/config.js';
 
 /**
  * The one schema of `cluster.yaml`: it validates the file and is the single source of its
@@ -25,6 +28,9 @@ export const RedisSchema = z
 export const ClusterConfigSchema = z.strictObject({
   gpu: GpuSchema,
   redis: RedisSchema,
+  data: DataSchema.prefault({}),
+  model: ModelSchema,
+  train: TrainSchema.prefault({}),
 });
 
 export type ClusterConfig = z.infer<typeof ClusterConfigSchema>;

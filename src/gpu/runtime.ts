@@ -73,6 +73,8 @@ export class Gpu {
   private readonly readbackPool: BufferPool;
 
   private lostReason: string | null = null;
+  /** The first uncaptured GPU error: later work would only fail the same way, so it stops here. */
+  private firstError: string | null = null;
   private destroyed = false;
   dispatchCount = 0;
 
@@ -102,6 +104,8 @@ export class Gpu {
       this.onError(`GPU device lost (${this.lostReason})`);
     });
     this.device.onuncapturederror = (ev: GPUUncapturedErrorEvent) => {
+      if (this.firstError) return;
+      this.firstError = ev.error.message;
       this.onError(`GPU error: ${ev.error.message}`);
     };
   }
@@ -118,6 +122,7 @@ export class Gpu {
   private checkAlive(where: string): void {
     if (this.destroyed) throw new PantherError('E_DEVICE_LOST', 'the GPU device was destroyed', where);
     if (this.lostReason) throw new PantherError('E_DEVICE_LOST', `the GPU device was lost (${this.lostReason})`, where);
+    if (this.firstError) throw new PantherError('E_KERNEL', `an earlier GPU command failed: ${this.firstError.split('\n')[0]}`, where);
   }
 
   private bufferId(b: GPUBuffer): number {

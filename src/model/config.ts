@@ -1,0 +1,47 @@
+import { z } from 'zod';
+
+/** The `model:` section of cluster.yaml: the PANTHER backbone and its ablation switches. */
+export const ModelSchema = z
+  .strictObject({
+    dModel: z.number().int().min(8).max(1024).default(64).describe('width of every position representation'),
+    heads: z.number().int().min(1).max(16).default(2),
+    layers: z.number().int().min(1).max(24).default(2),
+    ffnMult: z.number().int().min(0).max(8).default(2).describe('feed-forward width as a multiple of dModel; 0 = no feed-forward layer'),
+    sprm: z
+      .strictObject({
+        enabled: z.boolean().default(true),
+        kernelSize: z.number().int().min(2).max(7).default(3),
+        dilations: z.array(z.number().int().min(1).max(16)).min(1).max(6).default([1, 2, 4, 8]),
+        depthwise: z.boolean().default(true).describe('per-channel convolutions (paper) or full ones'),
+        prototypes: z.number().int().min(1).max(1024).default(32),
+        temperature: z.number().positive().default(0.1),
+      })
+      .prefault({}),
+    profile: z
+      .strictObject({
+        enabled: z.boolean().default(true),
+        blend: z.number().min(0).max(1).default(0.1).describe('weight of the profile embedding blended into every position'),
+        contrastiveWeight: z.number().min(0).default(0.1),
+        temperature: z.number().positive().default(0.1),
+        embedDim: z.number().int().min(4).max(512).default(32).describe('width of the user-profile embedding'),
+        positiveFields: z.number().int().min(1).default(2).describe('users whose first N profile fields all match are positives'),
+      })
+      .prefault({}),
+    seed: z.number().int().default(1),
+  })
+  .prefault({});
+
+export type ModelConfig = z.infer<typeof ModelSchema>;
+
+/** What the model learns about the data it is built for (from the tokenizer). */
+export interface ModelShape {
+  vocabSize: number;
+  attributeVocab: number[];
+  profileVocab: number[];
+  maxLength: number;
+}
+
+/** The plain-transformer baseline: the same model with SPRM and profile fusion switched off. */
+export function baselineOf(config: ModelConfig): ModelConfig {
+  return { ...config, sprm: { ...config.sprm, enabled: false }, profile: { ...config.profile, enabled: false } };
+}

@@ -1,0 +1,109 @@
+import { PantherError } from '../errors.js';
+import { CE_BACKWARD, CE_BACKWARD4, crossEntropyRows } from '../tensor/ops/cross_entropy.js';
+import { axpyInPlace, fillInPlace } from '../tensor/ops/elementwise.js';
+import { matmul } from '../tensor/ops/matmul.js';
+import { maskedMean } from '../tensor/ops/reduce.js';
+import { copyRowsInto } from '../tensor/ops/rows.js';
+import { isRecording, noGrad, record } from '../tensor/tape.js';
+import { empty, tensorFrom, tidy, type Tensor } from '../tensor/tensor.js';
+
+/** Logits of one chunk stay under this many bytes (well inside any adapter's binding limit). */
+const CHUNK_BYTES = 32 * 1024 * 1024;
+
+/** Targets equal to 0 (<pad>) are positions with nothing to predict. */
+export const IGNORE_TARGET = 0;
+
+function chunkRows(N: number, V: number, maxBinding: number): number {
+  return Math.max(1, Math.min(N, Math.floor(Math.min(CHUNK_BYTES, maxBinding) / (4 * V))));
+}
+
+/**
+ * Mean next-token cross-entropy of hidden states h [N, d] through the vocabulary head
+ * W [d, V], over the rows whose target is not <pad>, divided by `normalizer` when given
+ * (the global batch's target count, so that data-parallel shards add up exactly).
+ *
+ * The [N, V] logits are never held whole: rows go through in chunks, and the backward pass
+ * recomputes each chunk's logits (as the forward does) instead of keeping them.
+ */
+export function lmHeadLoss(h: Tensor, W: Tensor, targets: Int32Array, opts: { normalizer?: number; chunkRows?: number } = {}): Tensor {
+  const op = 'lmHeadLoss';
+  if (h.shape.length !== 2 || W.shape.length !== 2 || h.shape[1] !== W.shape[0]) {
+    throw new PantherError('E_SHAPE', `hidden [${h.shape}] and head [${W.shape}] do not chain`, op);
+  }
+  const [N] = h.shape;
+  const V = W.shape[1];
+  if (targets.length !== N) throw new PantherError('E_SHAPE', `${targets.length} targets for ${N} rows`, op);
+  const gpu = h.gpu;
+  const rowsPer = opts.chunkRows ?? chunkRows(N, V, gpu.maxStorageBinding);
+  const chunks: { start: number; count: number; targets: Int32Array }[] = [];
+  for (let start = 0; start < N; start += rowsPer) {
+    const count = Math.min(rowsPer, N - start);
+    chunks.push({ start, count, targets: targets.subarray(start, start + count) });
+  }
+  const lossRows = empty(gpu, [N, 1]);
+  const weightRows = empty(gpu, [N, 1]);
+  const lseRows = empty(gpu, [N, 1]).keep();
+  noGrad(gpu, () => {
+    for (const c of chunks) {
+      tidy(gpu, () => {
+        const hc = empty(gpu, [c.count, h.shape[1]]);
+        copyRowsInto(h, hc, { rows: c.count, srcOffset: c.start });
+        const r = crossEntropyRows(matmul(hc, W), c.targets, { ignoreIndex: IGNORE_TARGET });
+        copyRowsInto(r.loss.view([c.count, 1]), lossRows, { rows: c.count, dstOffset: c.start });
+        copyRowsInto(r.weight.view([c.count, 1]), weightRows, { rows: c.count, dstOffset: c.start });
+        copyRowsInto(r.lse.view([c.count, 1]), lseRows, { rows: c.count, dstOffset: c.start });
+      });
+    }
+  });
+  const { mean, weightSum } = maskedMean(lossRows, weightRows);
+  lossRows.dispose();
+  weightRows.dispose();
+  let loss = mean;
+  let count = weightSum.keep();
+  if (opts.normalizer !== undefined) {
+    // sum / normalizer = mean * count / normalizer: the count is known on the host here.
+    const local = targets.reduce((n, t) => n + (t !== IGNORE_TARGET ? 1 : 0), 0);
+    loss = empty(gpu, [1]);
+    axpyInPlace(fillInPlace(loss, 0), mean, local / Math.max(opts.normalizer, 1), 0);
+    mean.dispose();
+    count.dispose();
+    count = tensorFrom(gpu, [opts.normalizer], [1]).keep();
+  }
+  if (!isRecording(gpu, [h, W])) {
+    lseRows.dispose();
+    count.dispose();
+    return loss;
+  }
+  record(op, [h, W], [loss], ([g]) => {
+    const gh = fillInPlace(empty(gpu, h.shape), 0);
+    const gW = fillInPlace(empty(gpu, W.shape), 0);
+    for (const c of chunks) {
+      tidy(gpu, () => {
+        const hc = empty(gpu, [c.count, h.shape[1]]);
+        copyRowsInto(h, hc, { rows: c.count, srcOffset: c.start });
+        const logits = matmul(hc, W);
+        const lse = empty(gpu, [c.count, 1]);
+        copyRowsInto(lseRows, lse, { rows: c.count, srcOffset: c.start });
+        const t = tensorFrom(gpu, c.targets, [c.count], 'i32');
+        const dlogits = empty(gpu, [c.count, V]);
+        const x = Math.min(c.count, 65535);
+        gpu.dispatch(V % 4 === 0 ? CE_BACKWARD4 : CE_BACKWARD, {
+          buffers: [logits.buffer, t.buffer, lse.buffer, count.buffer, g!.buffer, dlogits.buffer],
+          params: { N: c.count, V, ignoreIndex: IGNORE_TARGET },
+          workgroups: [x, Math.ceil(c.count / x)],
+        });
+        copyRowsInto(matmul(dlogits, W, { transB: true }), gh, { rows: c.count, dstOffset: c.start });
+        axpyInPlace(gW, matmul(hc, dlogits, { transA: true }), 1, 1);
+      });
+    }
+    lseRows.dispose();
+    count.dispose();
+    return [gh, gW];
+  });
+  return loss;
+}
+
+/** Scores of rows h [B, d] over the whole vocabulary, h W: [B, V] (evaluation, no tape). */
+export function lmHeadScores(h: Tensor, W: Tensor): Tensor {
+  return noGrad(h.gpu, () => matmul(h, W));
+}

@@ -1,0 +1,275 @@
+import { PantherError } from '../errors.js';
+import type { Gpu } from '../gpu/runtime.js';
+import { Linear } from '../nn/linear.js';
+import { ParameterStore } from '../nn/module.js';
+import { Rng } from '../nn/random.js';
+import { attention } from '../tensor/ops/attention.js';
+import { infoNCELoss } from '../tensor/ops/contrastive.js';
+import { dilatedConv } from '../tensor/ops/conv.js';
+import { add, axpby, reshape } from '../tensor/ops/elementwise.js';
+import { embedding } from '../tensor/ops/embedding.js';
+import { gelu } from '../tensor/ops/gelu.js';
+import { layerNorm } from '../tensor/ops/layernorm.js';
+import { prototypeMatch } from '../tensor/ops/prototype.js';
+import { tensorFrom, type Tensor } from '../tensor/tensor.js';
+import type { ModelConfig, ModelShape } from './config.js';
+import { lmHeadLoss, lmHeadScores } from './lm-head.js';
+
+/**
+ * One batch as the model reads it: B rows of L positions, right-aligned (padding first).
+ * Attributes are the per-event input ids (one array per attribute vocabulary), targets the
+ * next token at each position (0 where nothing is predicted).
+ */
+export interface ModelBatch {
+  rows: number;
+  length: number;
+  mask: Uint8Array;
+  attributes: Int32Array[];
+  amountLog: Float32Array;
+  gapLog: Float32Array;
+  targets: Int32Array;
+  /** [rows, profile fields]. */
+  profile: Int32Array;
+  /** Normalizer of the next-token loss (the global batch's target count under data parallelism). */
+  globalTargetCount?: number;
+}
+
+export interface ForwardResult {
+  /** Hidden states after the final norm, [B * L, dModel]. */
+  hidden: Tensor;
+  /** Profile embedding [B, dModel] when the profile is enabled. */
+  profile: Tensor | null;
+  /** Per block, the prototype weights [B * L, K] when SPRM is enabled. */
+  prototypeWeights: Tensor[];
+}
+
+export interface LossParts {
+  total: Tensor;
+  next: Tensor;
+  contrastive: Tensor | null;
+}
+
+class Block {
+  readonly ln1g: Tensor;
+  readonly ln1b: Tensor;
+  readonly q: Linear;
+  readonly k: Linear;
+  readonly v: Linear;
+  readonly o: Linear;
+  readonly convW: Tensor[] = [];
+  readonly convB: Tensor[] = [];
+  readonly prototypes: Tensor | null = null;
+  readonly sprmOut: Linear | null = null;
+  readonly ln2g: Tensor | null = null;
+  readonly ln2b: Tensor | null = null;
+  readonly ff1: Linear | null = null;
+  readonly ff2: Linear | null = null;
+
+  constructor(store: ParameterStore, readonly name: string, readonly c: ModelConfig) {
+    const d = c.dModel;
+    this.ln1g = store.create(`${name}.ln1.weight`, [d], { kind: 'constant', value: 1 });
+    this.ln1b = store.create(`${name}.ln1.bias`, [d], { kind: 'constant', value: 0 });
+    this.q = new Linear(store, `${name}.attn.q`, d, d);
+    this.k = new Linear(store, `${name}.attn.k`, d, d);
+    this.v = new Linear(store, `${name}.attn.v`, d, d);
+    this.o = new Linear(store, `${name}.attn.o`, d, d, { std: 0.02 / Math.sqrt(2 * c.layers) });
+    if (c.sprm.enabled) {
+      const K = c.sprm.kernelSize;
+      c.sprm.dilations.forEach((dil, i) => {
+        const shape = c.sprm.depthwise ? [K, d] : [K, d, d];
+        const fanIn = c.sprm.depthwise ? K : K * d;
+        this.convW.push(store.create(`${name}.sprm.conv${i}.weight`, shape, { kind: 'normal', std: 1 / Math.sqrt(fanIn * c.sprm.dilations.length) }));
+        this.convB.push(store.create(`${name}.sprm.conv${i}.bias`, [d], { kind: 'constant', value: 0 }));
+        void dil;
+      });
+      this.prototypes = store.create(`${name}.sprm.prototypes`, [c.sprm.prototypes, d], { kind: 'normal', std: 0.5 });
+      this.sprmOut = new Linear(store, `${name}.sprm.out`, d, d, { std: 0.02 / Math.sqrt(2 * c.layers) });
+    }
+    if (c.ffnMult > 0) {
+      this.ln2g = store.create(`${name}.ln2.weight`, [d], { kind: 'constant', value: 1 });
+      this.ln2b = store.create(`${name}.ln2.bias`, [d], { kind: 'constant', value: 0 });
+      this.ff1 = new Linear(store, `${name}.ffn.in`, d, d * c.ffnMult);
+      this.ff2 = new Linear(store, `${name}.ffn.out`, d * c.ffnMult, d, { std: 0.02 / Math.sqrt(2 * c.layers) });
+    }
+  }
+
+  /** x [B, L, d] -> [B, L, d]. The SPRM reads the same normed input as attention, and the block adds their mean. */
+  forward(x: Tensor, keyMask: Tensor, weights: Tensor[]): Tensor {
+    const c = this.c;
+    const h = layerNorm(x, this.ln1g, this.ln1b);
+    const a = this.o.forward(attention(this.q.forward(h), this.k.forward(h), this.v.forward(h), { heads: c.heads, keyMask }));
+    let mixed: Tensor;
+    if (this.prototypes && this.sprmOut) {
+      let local: Tensor | null = null;
+      c.sprm.dilations.forEach((dilation, i) => {
+        const y = dilatedConv(h, this.convW[i], this.convB[i], { kernelSize: c.sprm.kernelSize, dilation, depthwise: c.sprm.depthwise });
+        local = local ? add(local, y) : y;
+      });
+      const l = gelu(local!);
+      const { out, weights: w } = prototypeMatch(l, this.prototypes, { temperature: c.sprm.temperature });
+      weights.push(w);
+      const s = this.sprmOut.forward(add(l, out));
+      mixed = axpby(a, s, 0.5, 0.5);
+    } else {
+      mixed = a;
+    }
+    let y = add(x, mixed);
+    if (this.ff1 && this.ff2 && this.ln2g && this.ln2b) {
+      y = add(y, this.ff2.forward(gelu(this.ff1.forward(layerNorm(y, this.ln2g, this.ln2b)))));
+    }
+    return y;
+  }
+}
+
+/**
+ * The PANTHER model (method.md): attribute and time embeddings, SPRM beside attention in
+ * every pre-norm block, the user-profile embedding blended into every position and trained
+ * contrastively, and a next-token head over the structured vocabulary. With `sprm` and
+ * `profile` disabled it is the plain-transformer baseline.
+ */
+export class PantherModel {
+  readonly store: ParameterStore;
+  readonly attrEmb: Tensor[];
+  readonly cont: Linear;
+  readonly pos: Tensor;
+  readonly blocks: Block[];
+  readonly lnfg: Tensor;
+  readonly lnfb: Tensor;
+  readonly head: Tensor;
+  readonly profEmb: Tensor[] = [];
+  readonly profProj: Linear | null = null;
+  readonly userFromSeq: Linear | null = null;
+  readonly userFromProfile: Linear | null = null;
+
+  constructor(readonly gpu: Gpu, readonly config: ModelConfig, readonly shape: ModelShape) {
+    const c = config;
+    if (c.dModel % c.heads !== 0) {
+      throw new PantherError('E_CONFIG', `dModel ${c.dModel} is not divisible by heads ${c.heads}`, 'model');
+    }
+    this.store = new ParameterStore(gpu, new Rng(c.seed));
+    const s = this.store;
+    const d = c.dModel;
+    this.attrEmb = shape.attributeVocab.map((n, i) => s.create(`embed.attr${i}`, [n, d], { kind: 'normal', std: 0.02 }));
+    this.cont = new Linear(s, 'embed.continuous', 2, d);
+    this.pos = s.create('embed.position', [shape.maxLength, d], { kind: 'normal', std: 0.02 });
+    this.blocks = Array.from({ length: c.layers }, (_, i) => new Block(s, `block${i}`, c));
+    this.lnfg = s.create('final_norm.weight', [d], { kind: 'constant', value: 1 });
+    this.lnfb = s.create('final_norm.bias', [d], { kind: 'constant', value: 0 });
+    this.head = s.create('head.weight', [d, shape.vocabSize], { kind: 'normal', std: 0.02 });
+    if (c.profile.enabled && shape.profileVocab.length > 0) {
+      this.profEmb = shape.profileVocab.map((n, i) => s.create(`profile.attr${i}`, [n, d], { kind: 'normal', std: 0.02 }));
+      this.profProj = new Linear(s, 'profile.proj', d, d);
+      this.userFromSeq = new Linear(s, 'user.from_sequence', d, c.profile.embedDim);
+      this.userFromProfile = new Linear(s, 'user.from_profile', d, c.profile.embedDim, { bias: false });
+    }
+  }
+
+  get profileEnabled(): boolean {
+    return this.profProj !== null;
+  }
+
+  parameters(): Tensor[] {
+    return this.store.list();
+  }
+
+  /** Runs the backbone; recording on the tape when parameters require grad and grad is on. */
+  forward(batch: ModelBatch): ForwardResult {
+    const { rows: B, length: L } = batch;
+    const gpu = this.gpu;
+    const d = this.config.dModel;
+    if (L > this.shape.maxLength) throw new PantherError('E_SHAPE', `batch length ${L} exceeds the model's ${this.shape.maxLength}`, 'model');
+    if (batch.attributes.length !== this.attrEmb.length) {
+      throw new PantherError('E_SHAPE', `batch has ${batch.attributes.length} attributes, the model ${this.attrEmb.length}`, 'model');
+    }
+    const n = B * L;
+    let x: Tensor | null = null;
+    batch.attributes.forEach((ids, i) => {
+      const e = embedding(this.attrEmb[i], ids, [B, L], { padId: 0 });
+      x = x ? add(x, e) : e;
+    });
+    const contIn = new Float32Array(n * 2);
+    for (let i = 0; i < n; i++) {
+      contIn[2 * i] = batch.amountLog[i];
+      contIn[2 * i + 1] = batch.gapLog[i];
+    }
+    x = add(x!, this.cont.forward(tensorFrom(gpu, contIn, [B, L, 2])));
+    const positions = Int32Array.from({ length: n }, (_, i) => (i % L) + (this.shape.maxLength - L));
+    x = add(x, embedding(this.pos, positions, [B, L]));
+    let profile: Tensor | null = null;
+    if (this.profProj) {
+      const fields = this.profEmb.length;
+      let pe: Tensor | null = null;
+      this.profEmb.forEach((table, f) => {
+        const ids = Int32Array.from({ length: B }, (_, r) => batch.profile[r * fields + f]);
+        const e = embedding(table, ids, [B]);
+        pe = pe ? add(pe, e) : e;
+      });
+      profile = this.profProj.forward(pe!);
+      // Profile as positional encoding: every position gets (1 - blend) token + blend profile.
+      const rowOf = Int32Array.from({ length: n }, (_, i) => Math.floor(i / L));
+      const spread = embedding(profile, rowOf, [B, L]);
+      x = axpby(x, spread, 1 - this.config.profile.blend, this.config.profile.blend);
+    }
+    const keyMask = tensorFrom(gpu, batch.mask, [B, L], 'u32');
+    const prototypeWeights: Tensor[] = [];
+    for (const block of this.blocks) x = block.forward(x, keyMask, prototypeWeights);
+    const hidden = reshape(layerNorm(x, this.lnfg, this.lnfb), [n, d]);
+    return { hidden, profile, prototypeWeights };
+  }
+
+  /** Next-token loss (+ weighted contrastive loss on the user embedding when enabled). */
+  loss(batch: ModelBatch, f: ForwardResult = this.forward(batch)): LossParts {
+    const next = lmHeadLoss(f.hidden, this.head, batch.targets, { normalizer: batch.globalTargetCount });
+    if (!this.profileEnabled || !f.profile || this.config.profile.contrastiveWeight === 0) {
+      return { total: next, next, contrastive: null };
+    }
+    const positives = profilePositives(batch.profile, batch.rows, this.profEmb.length, this.config.profile.positiveFields);
+    if (!positives.some((v) => v)) return { total: next, next, contrastive: null };
+    const z = this.userEmbedding(f, batch);
+    const contrastive = infoNCELoss(z, null, positives, this.config.profile.temperature);
+    return { total: axpby(next, contrastive, 1, this.config.profile.contrastiveWeight), next, contrastive };
+  }
+
+  /** The user-profile embedding [B, embedDim]: the last position's state fused with the profile. */
+  userEmbedding(f: ForwardResult, batch: ModelBatch): Tensor {
+    if (!this.userFromSeq || !this.userFromProfile || !f.profile) {
+      throw new PantherError('E_CONFIG', 'the user embedding needs the profile to be enabled', 'model');
+    }
+    const last = Int32Array.from({ length: batch.rows }, (_, r) => r * batch.length + batch.length - 1);
+    const h = embedding(f.hidden, last, [batch.rows]);
+    return add(this.userFromSeq.forward(h), this.userFromProfile.forward(f.profile));
+  }
+
+  /** Scores over the whole vocabulary for the last position of every row, [B, V]. */
+  lastPositionScores(f: ForwardResult, batch: ModelBatch): Tensor {
+    const last = Int32Array.from({ length: batch.rows }, (_, r) => r * batch.length + batch.length - 1);
+    return lmHeadScores(embedding(f.hidden, last, [batch.rows]), this.head);
+  }
+
+  dispose(): void {
+    this.store.dispose();
+  }
+}
+
+/**
+ * Contrastive positives from demographics: users whose first `fields` profile values are all
+ * known and equal (the method's "similar background"), never a user with itself. [B, B].
+ */
+export function profilePositives(profile: Int32Array, rows: number, fieldCount: number, fields: number): Uint32Array {
+  const k = Math.min(fields, fieldCount);
+  const mask = new Uint32Array(rows * rows);
+  if (k === 0) return mask;
+  for (let i = 0; i < rows; i++) {
+    for (let j = 0; j < rows; j++) {
+      if (i === j) continue;
+      let same = true;
+      for (let f = 0; f < k && same; f++) {
+        const a = profile[i * fieldCount + f];
+        // 0 <pad>, 1 <unk>, 2 <none> are not evidence of similarity.
+        same = a > 2 && a === profile[j * fieldCount + f];
+      }
+      if (same) mask[i * rows + j] = 1;
+    }
+  }
+  return mask;
+}

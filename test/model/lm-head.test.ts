@@ -1,0 +1,43 @@
+import { describe, expect, it } from 'vitest';
+import { lmHeadLoss } from '../../src/model/lm-head.js';
+import { backward } from '../../src/tensor/autograd.js';
+import { crossEntropy } from '../../src/tensor/ops/cross_entropy.js';
+import { matmul } from '../../src/tensor/ops/matmul.js';
+import { tensorFrom } from '../../src/tensor/tensor.js';
+import { useGpu } from '../support/gpu.js';
+import { maxRelError, randn } from '../support/numeric.js';
+
+describe('chunked vocabulary head', () => {
+  const gpu = useGpu();
+
+  async function run(chunkRows: number | undefined, normalizer?: number) {
+    const g = gpu();
+    const [N, d, V] = [37, 12, 53];
+    const h = tensorFrom(g, randn(N * d, 1), [N, d]).requireGrad();
+    const W = tensorFrom(g, randn(d * V, 2, 0.3), [d, V]).requireGrad();
+    const targets = Int32Array.from({ length: N }, (_, i) => (i % 5 === 0 ? 0 : 1 + ((i * 7) % (V - 1))));
+    const loss = chunkRows === undefined
+      ? crossEntropy(matmul(h, W), targets, { ignoreIndex: 0 })
+      : lmHeadLoss(h, W, targets, { chunkRows, normalizer });
+    const value = (await loss.read())[0];
+    backward(loss);
+    return { value, gh: await h.grad!.readF32(), gW: await W.grad!.readF32(), valid: targets.filter((t) => t !== 0).length };
+  }
+
+  it('matches full-logits cross-entropy in value and gradients, whatever the chunking', async () => {
+    const full = await run(undefined);
+    for (const rows of [1, 8, 37]) {
+      const c = await run(rows);
+      expect(Math.abs(c.value - full.value) / full.value).toBeLessThan(1e-5);
+      expect(maxRelError(c.gh, full.gh)).toBeLessThan(1e-4);
+      expect(maxRelError(c.gW, full.gW)).toBeLessThan(1e-4);
+    }
+  });
+
+  it('divides by a global normalizer so shards add up to the whole batch', async () => {
+    const full = await run(undefined);
+    const c = await run(10, 2 * full.valid);
+    expect(c.value).toBeCloseTo(full.value / 2, 5);
+    expect(maxRelError(c.gW, full.gW.map((x) => x / 2))).toBeLessThan(1e-4);
+  });
+});

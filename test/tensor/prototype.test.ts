@@ -1,0 +1,248 @@
+import { describe, expect, it } from 'vitest';
+import { PantherError } from '../../src/errors.js';
+import { prototypeMatchBackwardRef, prototypeMatchRef, type PrototypeRefDims } from '../../src/reference/prototype.js';
+import { backward } from '../../src/tensor/autograd.js';
+import { prototypeMatch } from '../../src/tensor/ops/prototype.js';
+import { tensorFrom, type Tensor } from '../../src/tensor/tensor.js';
+import { useGpu } from '../support/gpu.js';
+import { dot, finiteDiff, maxRelError, randn } from '../support/numeric.js';
+
+interface ProtoCase {
+  /** x's shape; the last dimension is D. */
+  xShape: number[];
+  K: number;
+  temperature: number;
+}
+
+const cases: ProtoCase[] = [
+  { xShape: [1, 16], K: 1, temperature: 1 },
+  { xShape: [37, 25], K: 7, temperature: 0.1 },
+  { xShape: [3, 100, 50], K: 64, temperature: 0.1 },
+  { xShape: [37, 1], K: 2, temperature: 1 },
+  { xShape: [300, 16], K: 2, temperature: 0.1 },
+  { xShape: [1, 50], K: 7, temperature: 0.1 },
+  { xShape: [37, 16], K: 64, temperature: 1 },
+];
+
+type Cotangent = 'out' | 'weights' | 'both';
+
+function dimsOf(c: ProtoCase): PrototypeRefDims {
+  const D = c.xShape[c.xShape.length - 1];
+  return { N: c.xShape.reduce((a, b) => a * b, 1) / D, D, K: c.K, temperature: c.temperature };
+}
+
+/** Random rows (of five different norms) and prototypes. */
+function inputs(d: PrototypeRefDims, seed: number): { x: Float32Array; P: Float32Array } {
+  const x = randn(d.N * d.D, seed);
+  for (let n = 0; n < d.N; n++) for (let i = 0; i < d.D; i++) x[n * d.D + i] *= 0.5 + (n % 5) * 0.5;
+  const P = randn(d.K * d.D, seed + 1, 0.7);
+  return { x, P };
+}
+
+/**
+ * maxRelError, except where the reference is zero up to rounding (D = 1: the cosine is a
+ * constant +-1, so dx = 0, and dP = 0 without a cotangent on out): then the largest
+ * magnitude of `actual` itself.
+ */
+function gradError(actual: ArrayLike<number>, expected: ArrayLike<number>): number {
+  let scale = 0;
+  for (let i = 0; i < expected.length; i++) scale = Math.max(scale, Math.abs(expected[i]));
+  if (scale > 1e-9) return maxRelError(actual, expected);
+  let size = 0;
+  for (let i = 0; i < actual.length; i++) size = Math.max(size, Math.abs(actual[i]));
+  return size;
+}
+
+const gpu = useGpu();
+
+describe('prototypeMatch', () => {
+  for (const c of cases) {
+    const d = dimsOf(c);
+    const label = `x [${c.xShape}] K${c.K} T${c.temperature}`;
+
+    it(`forward matches the reference: ${label}`, async () => {
+      const g = gpu();
+      const { x, P } = inputs(d, d.N + d.K);
+      const X = tensorFrom(g, x, c.xShape);
+      const Pt = tensorFrom(g, P, [d.K, d.D]);
+      const { out, weights } = prototypeMatch(X, Pt, { temperature: c.temperature });
+      expect(out.shape).toEqual(c.xShape);
+      expect(weights.shape).toEqual([d.N, d.K]);
+      const ref = prototypeMatchRef(x, P, d);
+      expect(maxRelError(await out.readF32(), ref.out)).toBeLessThan(1e-4);
+      const w = await weights.readF32();
+      expect(maxRelError(w, ref.weights)).toBeLessThan(1e-4);
+      if (d.K === 1) expect(Array.from(w)).toEqual(new Array(d.N).fill(1));
+      for (const t of [X, Pt, out, weights]) t.dispose();
+    });
+
+    for (const cot of ['out', 'weights', 'both'] as Cotangent[]) {
+      it(`GPU backward matches the reference, cotangent on ${cot}: ${label}`, async () => {
+        const g = gpu();
+        const { x, P } = inputs(d, d.N + d.K);
+        const gOut = cot === 'weights' ? null : randn(d.N * d.D, 7);
+        const gW = cot === 'out' ? null : randn(d.N * d.K, 8);
+        const X = tensorFrom(g, x, c.xShape).requireGrad();
+        const Pt = tensorFrom(g, P, [d.K, d.D]).requireGrad();
+        const { out, weights } = prototypeMatch(X, Pt, { temperature: c.temperature });
+        // The tape walks back from one tensor; seed the other output's gradient directly.
+        const owned: Tensor[] = [X, Pt, out, weights];
+        if (gOut && gW) {
+          weights.grad = tensorFrom(g, gW, weights.shape);
+          backward(out, tensorFrom(g, gOut, out.shape));
+        } else if (gOut) {
+          backward(out, tensorFrom(g, gOut, out.shape));
+        } else {
+          backward(weights, tensorFrom(g, gW!, weights.shape));
+        }
+        const ref = prototypeMatchBackwardRef(x, P, gOut, gW, d);
+        expect(gradError(await X.grad!.readF32(), ref.dx)).toBeLessThan(1e-4);
+        expect(gradError(await Pt.grad!.readF32(), ref.dP)).toBeLessThan(1e-4);
+        expect(X.grad!.shape).toEqual(c.xShape);
+        expect(Pt.grad!.shape).toEqual([d.K, d.D]);
+        for (const t of owned) t.dispose();
+      });
+    }
+  }
+
+  it('reference backward matches finite differences of the reference forward', () => {
+    for (const c of [cases[1], cases[3], cases[5], { xShape: [5, 4], K: 3, temperature: 0.1 }]) {
+      const d = dimsOf(c);
+      const { x, P } = inputs(d, 31 + d.K);
+      const gOut = randn(d.N * d.D, 32);
+      const gW = randn(d.N * d.K, 33);
+      const loss = (xv: ArrayLike<number>, Pv: ArrayLike<number>) => {
+        const r = prototypeMatchRef(xv, Pv, d);
+        return dot(gOut, r.out) + dot(gW, r.weights);
+      };
+      const ref = prototypeMatchBackwardRef(x, P, gOut, gW, d);
+      const pick = (n: number) => Array.from({ length: Math.min(n, 50) }, (_, i) => (i * 7919) % n);
+      const ix = pick(x.length);
+      const ip = pick(P.length);
+      const fdx = finiteDiff((v) => loss(v, P), x, 1e-6, ix);
+      const fdp = finiteDiff((v) => loss(x, v), P, 1e-6, ip);
+      expect(gradError(ix.map((i) => ref.dx[i]), ix.map((i) => fdx[i]))).toBeLessThan(1e-6);
+      expect(gradError(ip.map((i) => ref.dP[i]), ip.map((i) => fdp[i]))).toBeLessThan(1e-6);
+    }
+  });
+
+  it('repeats forward and backward bit for bit (multi-chunk dP)', async () => {
+    const g = gpu();
+    const d = dimsOf(cases[2]);
+    const { x, P } = inputs(d, 61);
+    const gOut = randn(d.N * d.D, 62);
+    const once = async () => {
+      const X = tensorFrom(g, x, [d.N, d.D]).requireGrad();
+      const Pt = tensorFrom(g, P, [d.K, d.D]).requireGrad();
+      const { out, weights } = prototypeMatch(X, Pt, { temperature: d.temperature });
+      backward(out, tensorFrom(g, gOut, out.shape));
+      const result = [await out.readF32(), await weights.readF32(), await X.grad!.readF32(), await Pt.grad!.readF32()];
+      for (const t of [X, Pt, out, weights]) t.dispose();
+      return result;
+    };
+    const [a, b] = [await once(), await once()];
+    for (let i = 0; i < a.length; i++) expect(Buffer.from(b[i].buffer).equals(Buffer.from(a[i].buffer))).toBe(true);
+  });
+
+  it('zero and tiny rows and prototypes: clamped norms, uniform weights, finite gradients', async () => {
+    const g = gpu();
+    const d: PrototypeRefDims = { N: 6, D: 25, K: 7, temperature: 0.1 };
+    const { x, P } = inputs(d, 41);
+    const [zeroRow, tinyRow, zeroProto, tinyProto] = [2, 4, 3, 5];
+    const rescale = (a: Float32Array, row: number, norm: number) => {
+      let ss = 0;
+      for (let i = 0; i < d.D; i++) ss += a[row * d.D + i] ** 2;
+      for (let i = 0; i < d.D; i++) a[row * d.D + i] *= norm / Math.sqrt(ss);
+    };
+    // Norms below the 1e-6 clamp: the tiny ones take the clamped branch without being zero.
+    rescale(x, zeroRow, 0);
+    rescale(x, tinyRow, 5e-7);
+    rescale(P, zeroProto, 0);
+    rescale(P, tinyProto, 4e-7);
+    const gOut = randn(d.N * d.D, 42);
+    const gW = randn(d.N * d.K, 43);
+    const X = tensorFrom(g, x, [d.N, d.D]).requireGrad();
+    const Pt = tensorFrom(g, P, [d.K, d.D]).requireGrad();
+    const { out, weights } = prototypeMatch(X, Pt, { temperature: d.temperature });
+    const ref = prototypeMatchRef(x, P, d);
+    const w = await weights.readF32();
+    const o = await out.readF32();
+    expect(o.every(Number.isFinite) && w.every(Number.isFinite)).toBe(true);
+    for (let k = 0; k < d.K; k++) expect(w[zeroRow * d.K + k]).toBeCloseTo(1 / d.K, 6);
+    expect(maxRelError(o, ref.out)).toBeLessThan(1e-4);
+    expect(maxRelError(w, ref.weights)).toBeLessThan(1e-4);
+
+    weights.grad = tensorFrom(g, gW, weights.shape);
+    backward(out, tensorFrom(g, gOut, out.shape));
+    const gradRef = prototypeMatchBackwardRef(x, P, gOut, gW, d);
+    const dx = await X.grad!.readF32();
+    const dP = await Pt.grad!.readF32();
+    expect(dx.every(Number.isFinite) && dP.every(Number.isFinite)).toBe(true);
+    // A clamped norm scales its row's gradient by up to 1/eps: compare row by row, each on
+    // its own scale.
+    const rowError = (a: ArrayLike<number>, e: ArrayLike<number>, rows: number) =>
+      Math.max(...Array.from({ length: rows }, (_, r) =>
+        maxRelError(Array.from(a).slice(r * d.D, (r + 1) * d.D), Array.from(e).slice(r * d.D, (r + 1) * d.D))));
+    expect(rowError(dx, gradRef.dx, d.N)).toBeLessThan(1e-4);
+    expect(rowError(dP, gradRef.dP, d.K)).toBeLessThan(1e-4);
+
+    // Inside the clamp the norm is a constant: finite differences with a step that stays there.
+    const loss = (xv: ArrayLike<number>, Pv: ArrayLike<number>) => {
+      const r = prototypeMatchRef(xv, Pv, d);
+      return dot(gOut, r.out) + dot(gW, r.weights);
+    };
+    for (const [row, values, grad, f] of [
+      [zeroRow, x, gradRef.dx, (v: Float64Array) => loss(v, P)],
+      [tinyRow, x, gradRef.dx, (v: Float64Array) => loss(v, P)],
+      [zeroProto, P, gradRef.dP, (v: Float64Array) => loss(x, v)],
+      [tinyProto, P, gradRef.dP, (v: Float64Array) => loss(x, v)],
+    ] as const) {
+      const idx = Array.from({ length: d.D }, (_, i) => row * d.D + i);
+      const fd = finiteDiff(f, values, 1e-10, idx);
+      expect(maxRelError(idx.map((i) => grad[i]), idx.map((i) => fd[i]))).toBeLessThan(1e-5);
+    }
+    for (const t of [X, Pt, out, weights]) t.dispose();
+  });
+
+  it('rejects bad temperatures, shapes and oversized weights before any dispatch', () => {
+    const g = gpu();
+    const X = tensorFrom(g, randn(4 * 8, 1), [4, 8]);
+    const P = tensorFrom(g, randn(3 * 8, 2), [3, 8]);
+    const P6 = tensorFrom(g, randn(3 * 6, 3), [3, 6]);
+    const P3d = tensorFrom(g, randn(3 * 8, 4), [1, 3, 8]);
+    const P0 = tensorFrom(g, [], [0, 8]);
+    // N x K weights past the storage binding; 3 N x K of backward scratch past it only with grad.
+    const K = 1024;
+    const nOver = Math.ceil(g.maxStorageBinding / (4 * K)) + 1;
+    const nOverBwd = Math.ceil(g.maxStorageBinding / (3 * 4 * K)) + 1;
+    const Xover = tensorFrom(g, new Float32Array(nOver), [nOver, 1]);
+    const XoverBwd = tensorFrom(g, new Float32Array(nOverBwd), [nOverBwd, 1]);
+    const Pwide = tensorFrom(g, randn(K, 5), [K, 1]).requireGrad();
+    const before = g.dispatchCount;
+    const codeOf = (f: () => unknown): string | undefined => {
+      try {
+        f();
+      } catch (e) {
+        expect(e).toBeInstanceOf(PantherError);
+        return (e as PantherError).code;
+      }
+      return undefined;
+    };
+    expect(codeOf(() => prototypeMatch(X, P, { temperature: 0 }))).toBe('E_ARGUMENT');
+    expect(codeOf(() => prototypeMatch(X, P, { temperature: -1 }))).toBe('E_ARGUMENT');
+    expect(codeOf(() => prototypeMatch(X, P, { temperature: Number.NaN }))).toBe('E_ARGUMENT');
+    expect(codeOf(() => prototypeMatch(X, P, { temperature: 1e-40 }))).toBe('E_ARGUMENT');
+    expect(codeOf(() => prototypeMatch(X, P6, { temperature: 1 }))).toBe('E_SHAPE');
+    expect(codeOf(() => prototypeMatch(X, P3d, { temperature: 1 }))).toBe('E_SHAPE');
+    expect(codeOf(() => prototypeMatch(X, P0, { temperature: 1 }))).toBe('E_SHAPE');
+    expect(codeOf(() => prototypeMatch(Xover, Pwide, { temperature: 1 }))).toBe('E_LIMIT');
+    expect(codeOf(() => prototypeMatch(XoverBwd, Pwide, { temperature: 1 }))).toBe('E_LIMIT');
+    expect(() => prototypeMatch(X, P6, { temperature: 1 })).toThrowError(/must end in D = 6/);
+    expect(g.dispatchCount).toBe(before);
+    // Without a gradient the same weights fit.
+    Pwide.requireGrad(false);
+    const { out, weights } = prototypeMatch(XoverBwd, Pwide, { temperature: 1 });
+    expect(g.dispatchCount).toBeGreaterThan(before);
+    for (const t of [X, P, P6, P3d, P0, Xover, XoverBwd, Pwide, out, weights]) t.dispose();
+  });
+});
