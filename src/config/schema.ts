@@ -13,8 +13,8 @@ export const GpuSchema = z
       .describe('Dawn backend; auto picks the platform default'),
     adapter: z.string().min(1).optional().describe('substring of the adapter name that must match'),
     powerPreference: z.enum(['high-performance', 'low-power']).optional(),
-    matmul: z.enum(['auto', 'reg', 'tiled']).default('auto')
-      .describe('matmul kernel variant: reg (register blocks, for CPU adapters) or tiled (workgroup memory, for GPUs)'),
+    matmul: z.enum(['auto', 'subgroup', 'reg', 'tiled']).default('auto')
+      .describe('matmul kernel variant: subgroup or reg (for CPU adapters), tiled (workgroup memory, for GPUs)'),
   })
   .default({ backend: 'auto', matmul: 'auto' });
 

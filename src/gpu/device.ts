@@ -19,6 +19,9 @@ export interface AdapterDescription {
   isFallbackAdapter: boolean;
   /** True for CPU implementations (lavapipe, SwiftShader): picks kernel variants tuned for SIMD lanes. */
   isSoftware: boolean;
+  /** Subgroup sizes the adapter may use (0 when it does not say). */
+  subgroupMinSize: number;
+  subgroupMaxSize: number;
 }
 
 export interface AcquiredDevice {
@@ -66,6 +69,7 @@ export function describeAdapter(adapter: GPUAdapter): AdapterDescription {
   const text = `${info.vendor} ${info.architecture} ${info.device} ${info.description}`.toLowerCase();
   const isSoftware =
     isFallbackAdapter || /llvmpipe|lavapipe|swiftshader|software/.test(text);
+  const sizes = info as { subgroupMinSize?: number; subgroupMaxSize?: number };
   return {
     vendor: info.vendor,
     architecture: info.architecture,
@@ -73,6 +77,8 @@ export function describeAdapter(adapter: GPUAdapter): AdapterDescription {
     description: info.description,
     isFallbackAdapter,
     isSoftware,
+    subgroupMinSize: sizes.subgroupMinSize ?? 0,
+    subgroupMaxSize: sizes.subgroupMaxSize ?? 0,
   };
 }
 
@@ -88,7 +94,7 @@ export function limitsOf(adapter: GPUAdapter | GPUDevice): Record<string, number
 }
 
 /** Features we use when the adapter has them. */
-const OPTIONAL_FEATURES: GPUFeatureName[] = ['timestamp-query', 'shader-f16'];
+const OPTIONAL_FEATURES: GPUFeatureName[] = ['timestamp-query', 'shader-f16', 'subgroups' as GPUFeatureName];
 
 /**
  * Acquire an adapter and device as chosen. Requests the adapter's own maxima for the

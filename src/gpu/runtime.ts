@@ -20,11 +20,18 @@ export interface DispatchOptions {
  * adapters (lavapipe) want per-invocation register blocks and no barriers.
  */
 export interface KernelTunables {
-  matmul: 'reg' | 'tiled';
+  /**
+   * subgroup: 8-row blocks shared through subgroup broadcasts (CPU adapters with subgroups of
+   * 8+ lanes); reg: register blocks without workgroup memory (other CPU adapters);
+   * tiled: workgroup-memory tiles (GPUs).
+   */
+  matmul: 'subgroup' | 'reg' | 'tiled';
 }
 
-export function defaultTunables(description: AdapterDescription): KernelTunables {
-  return { matmul: description.isSoftware ? 'reg' : 'tiled' };
+export function defaultTunables(description: AdapterDescription, features: Set<string>): KernelTunables {
+  if (!description.isSoftware) return { matmul: 'tiled' };
+  const subgroups = features.has('subgroups') && description.subgroupMinSize >= 8;
+  return { matmul: subgroups ? 'subgroup' : 'reg' };
 }
 
 export interface GpuOptions extends AdapterChoice {
@@ -78,7 +85,7 @@ export class Gpu {
   private destroyed = false;
   dispatchCount = 0;
 
-  private constructor(acquired: AcquiredDevice, options: GpuOptions, private readonly onError: (m: string) => void) {
+  private constructor(acquired: AcquiredDevice, tunables: KernelTunables, private readonly onError: (m: string) => void) {
     this.device = acquired.device;
     this.instance = acquired.instance;
     this.adapter = acquired.adapter;
@@ -86,7 +93,7 @@ export class Gpu {
     this.features = acquired.features;
     this.limits = acquired.limits;
     this.hasTimestamps = acquired.features.has('timestamp-query');
-    this.tunables = { ...defaultTunables(acquired.description), ...options.tunables };
+    this.tunables = tunables;
     this.pool = new BufferPool(this.device, this.limits.maxStorageBufferBindingSize);
     this.readbackPool = new BufferPool(
       this.device,
@@ -112,7 +119,12 @@ export class Gpu {
 
   static async create(options: GpuOptions = {}): Promise<Gpu> {
     const acquired = await acquireDevice(options);
-    return new Gpu(acquired, options, options.onError ?? ((m) => process.stderr.write(`${m}\n`)));
+    const tunables = { ...defaultTunables(acquired.description, acquired.features), ...options.tunables };
+    if (tunables.matmul === 'subgroup' && !(acquired.features.has('subgroups') && acquired.description.subgroupMinSize >= 8)) {
+      acquired.device.destroy();
+      throw new PantherError('E_CONFIG', `the subgroup matmul needs subgroups of at least 8 lanes; this adapter has ${acquired.description.subgroupMinSize || 'none'}`, 'gpu.matmul');
+    }
+    return new Gpu(acquired, tunables, options.onError ?? ((m) => process.stderr.write(`${m}\n`)));
   }
 
   get maxStorageBinding(): number {

@@ -16,7 +16,7 @@ const shapes: [number, number, number, number][] = [
   [1, 129, 300, 70],
 ];
 
-for (const variant of ['reg', 'tiled'] as const) {
+for (const variant of ['subgroup', 'reg', 'tiled'] as const) {
   describe(`matmul (${variant})`, () => {
     const gpu = useGpu({ tunables: { matmul: variant } });
 

@@ -7,8 +7,15 @@ import { asShape, sumRows } from './elementwise.js';
 const MATMUL_PARAMS = { M: 'u32', N: 'u32', K: 'u32', strideA: 'u32', strideB: 'u32', strideC: 'u32', alpha: 'f32', beta: 'f32' } as const;
 export const MATMUL_REG: KernelSpec = { file: 'matmul', entry: 'matmul_reg', params: MATMUL_PARAMS, storage: ['read', 'read', 'rw'] };
 export const MATMUL_TILED: KernelSpec = { file: 'matmul', entry: 'matmul_tiled', params: MATMUL_PARAMS, storage: ['read', 'read', 'rw'] };
-export const TRANSPOSE: KernelSpec = { file: 'transpose', entry: 'transpose', params: { R: 'u32', C: 'u32', batch: 'u32' }, storage: ['read', 'rw'] };
+export const MATMUL_SUBGROUP: KernelSpec = { file: 'matmul_subgroup', entry: 'matmul_subgroup', params: MATMUL_PARAMS, storage: ['read', 'read', 'rw'] };
+export const RELAYOUT: KernelSpec = {
+  file: 'relayout', entry: 'relayout',
+  params: { batch: 'u32', srcRows: 'u32', srcCols: 'u32', rows: 'u32', cols: 'u32', dstRows: 'u32', dstCols: 'u32', transpose: 'u32' },
+  storage: ['read', 'rw'],
+};
 
+const SUBGROUP_LANES = 8;
+const SUBGROUP_ROWS = 8;
 const REG_TM = 8;
 const REG_LANES = 64;
 const REG_TN = 4;
@@ -53,20 +60,80 @@ export function matmulShape(a: Tensor, b: Tensor, opts: MatmulOptions): MatmulSh
   return { batch, batchA: da.batch, batchB: db.batch, M, N, K: Ka, outShape: [...lead, M, N] };
 }
 
-/** out[b] = x[b]ᵀ for a batch of matrices (no tape: a layout change inside ops). */
-export function transposeRaw(x: Tensor, batch: number, R: number, C: number): Tensor {
-  const out = empty(x.gpu, [batch, C, R]);
-  x.gpu.dispatch(TRANSPOSE, {
-    buffers: [x.buffer, out.buffer],
-    params: { R, C, batch },
-    workgroups: [Math.ceil(R / 64), Math.min(C, 65535), batch],
+/**
+ * dst[b] = op(src[b]) zero-padded (or cropped) to dstRows x dstCols, where src[b] is stored
+ * srcRows x srcCols and op transposes when asked. No tape: a layout change inside ops.
+ */
+export function relayoutRaw(
+  src: Tensor, batch: number, srcRows: number, srcCols: number,
+  o: { transpose?: boolean; dstRows?: number; dstCols?: number } = {},
+): Tensor {
+  const [rows, cols] = o.transpose ? [srcCols, srcRows] : [srcRows, srcCols];
+  const dstRows = o.dstRows ?? rows;
+  const dstCols = o.dstCols ?? cols;
+  const out = empty(src.gpu, [batch, dstRows, dstCols]);
+  src.gpu.dispatch(RELAYOUT, {
+    buffers: [src.buffer, out.buffer],
+    params: { batch, srcRows, srcCols, rows, cols, dstRows, dstCols, transpose: o.transpose ? 1 : 0 },
+    workgroups: [Math.ceil(dstCols / 64), Math.min(dstRows, 65535), batch],
   });
   return out;
 }
 
-/** Records the dispatch(es) of C = alpha op(A) op(B) into `out` without touching the tape. */
-export function matmulInto(a: Tensor, b: Tensor, out: Tensor, s: MatmulShape, opts: MatmulOptions, beta = 0): void {
+/** out[b] = x[b]ᵀ for a batch of R x C matrices (no tape). */
+export function transposeRaw(x: Tensor, batch: number, R: number, C: number): Tensor {
+  return relayoutRaw(x, batch, R, C, { transpose: true });
+}
+
+const roundUp4 = (n: number) => Math.ceil(n / 4) * 4;
+
+/**
+ * The subgroup kernel wants row-major A (M x K) and B (K x N) with K and N multiples of 4:
+ * operands that are not are laid out that way first (O(MK + KN) work against O(MNK)), and a
+ * padded result is cropped into `out`.
+ */
+function matmulSubgroup(a: Tensor, b: Tensor, out: Tensor, s: MatmulShape, opts: MatmulOptions): void {
   const gpu = a.gpu;
+  const Kp = roundUp4(s.K);
+  const Np = roundUp4(s.N);
+  const tA = opts.transA ?? false;
+  const tB = opts.transB ?? false;
+  const la = tA || Kp !== s.K ? relayoutRaw(a, s.batchA, tA ? s.K : s.M, tA ? s.M : s.K, { transpose: tA, dstCols: Kp }) : null;
+  const lb = tB || Np !== s.N || Kp !== s.K
+    ? relayoutRaw(b, s.batchB, tB ? s.N : s.K, tB ? s.K : s.N, { transpose: tB, dstRows: Kp, dstCols: Np })
+    : null;
+  const c = Np !== s.N ? empty(gpu, [s.batch, s.M, Np]) : out;
+  gpu.dispatch(MATMUL_SUBGROUP, {
+    buffers: [(la ?? a).buffer, (lb ?? b).buffer, c.buffer],
+    params: {
+      M: s.M, N: Np, K: Kp,
+      strideA: s.batchA === 1 ? 0 : s.M * Kp,
+      strideB: s.batchB === 1 ? 0 : Kp * Np,
+      strideC: s.M * Np,
+      alpha: opts.alpha ?? 1,
+      beta: 0,
+    },
+    workgroups: [Math.ceil(Np / 4 / SUBGROUP_LANES), Math.ceil(s.M / SUBGROUP_ROWS), s.batch],
+  });
+  if (c !== out) {
+    gpu.dispatch(RELAYOUT, {
+      buffers: [c.buffer, out.buffer],
+      params: { batch: s.batch, srcRows: s.M, srcCols: Np, rows: s.M, cols: s.N, dstRows: s.M, dstCols: s.N, transpose: 0 },
+      workgroups: [Math.ceil(s.N / 64), Math.min(s.M, 65535), s.batch],
+    });
+    c.dispose();
+  }
+  la?.dispose();
+  lb?.dispose();
+}
+
+/** Records the dispatch(es) of C = alpha op(A) op(B) into `out` without touching the tape. */
+export function matmulInto(a: Tensor, b: Tensor, out: Tensor, s: MatmulShape, opts: MatmulOptions): void {
+  const gpu = a.gpu;
+  if (gpu.tunables.matmul === 'subgroup') {
+    matmulSubgroup(a, b, out, s, opts);
+    return;
+  }
   let transB = opts.transB ?? false;
   let bt: Tensor | null = null;
   if (transB && gpu.tunables.matmul === 'reg') {
@@ -80,7 +147,7 @@ export function matmulInto(a: Tensor, b: Tensor, out: Tensor, s: MatmulShape, op
     strideB: s.batchB === 1 ? 0 : s.K * s.N,
     strideC: s.M * s.N,
     alpha: opts.alpha ?? 1,
-    beta,
+    beta: 0,
   };
   const constants = { TRANS_A: opts.transA ? 1 : 0, TRANS_B: transB ? 1 : 0 };
   const buffers = [a.buffer, (bt ?? b).buffer, out.buffer];
