@@ -5,6 +5,7 @@ import type { ClusterConfig } from '../config/schema.js';
 import { PantherError } from '../errors.js';
 import { doctor } from './doctor.js';
 import { benchKernels } from './bench-kernels.js';
+import { pretrain } from './pretrain.js';
 
 function configFrom(path: string | undefined): ClusterConfig {
   if (path) return loadClusterConfig(path);
@@ -23,6 +24,17 @@ export function buildCli(): Command {
     .option('--json', 'print JSON')
     .action(async (opts: { json?: boolean }) => {
       process.exitCode = await doctor(configFrom(program.opts().config), Boolean(opts.json));
+    });
+
+  program
+    .command('pretrain')
+    .description('pretrain on this machine: progress, validation with early stopping, checkpoints, final metrics')
+    .option('--baseline', 'train the plain-transformer baseline (SPRM and profile fusion off)')
+    .option('--resume', 'continue from the last checkpoint in the checkpoint folder')
+    .option('--checkpoint-dir <dir>', 'where checkpoints, metrics and curves go (default: train.checkpointDir)')
+    .option('--max-steps <n>', 'stop after this many steps', (v) => Number.parseInt(v, 10))
+    .action(async (opts: { baseline?: boolean; resume?: boolean; checkpointDir?: string; maxSteps?: number }) => {
+      await pretrain(configFrom(program.opts().config), opts);
     });
 
   const bench = program.command('bench').description('performance tests');

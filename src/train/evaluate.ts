@@ -1,0 +1,64 @@
+import { evaluationWindows, makeBatch, type Window } from '../data/batching.js';
+import type { PreparedData } from '../data/prepare.js';
+import { UNK } from '../data/tokenizer.js';
+import type { PantherModel } from '../model/panther.js';
+import { targetRanks } from '../tensor/ops/rank.js';
+import { noGrad } from '../tensor/tape.js';
+import { tidy } from '../tensor/tensor.js';
+import { rankingMetrics, type RankingMetrics } from './ranking.js';
+
+export interface EvaluationOptions {
+  role: 'valid' | 'test';
+  length: number;
+  batchSize: number;
+  /** Evaluate on the first N windows only (a deterministic subset for frequent validation). */
+  limit?: number;
+}
+
+export interface Evaluation extends RankingMetrics {
+  role: 'valid' | 'test';
+  /** Targets whose token is <unk> (unseen in training): counted as misses. */
+  unknownTargets: number;
+  /** Held-out events with no history before them (cannot be scored). */
+  withoutHistory: number;
+}
+
+/** Evenly spread, deterministic subset of windows. */
+function subset(windows: Window[], limit: number | undefined): Window[] {
+  if (!limit || windows.length <= limit) return windows;
+  const step = windows.length / limit;
+  return Array.from({ length: limit }, (_, i) => windows[Math.floor(i * step)]);
+}
+
+/**
+ * Next-event ranking on held-out events: the model reads each user's history up to the
+ * held-out event and ranks its true token against the FULL vocabulary (no sampled
+ * negatives). Ties count against the target; <unk> targets are misses.
+ */
+export async function evaluateRanking(model: PantherModel, data: PreparedData, o: EvaluationOptions): Promise<Evaluation> {
+  const gpu = model.gpu;
+  const { windows: all, withoutHistory } = evaluationWindows(data, o.role, o.length);
+  const windows = subset(all, o.limit);
+  const V = model.shape.vocabSize;
+  const ranks: number[] = [];
+  let unknownTargets = 0;
+  for (let start = 0; start < windows.length; start += o.batchSize) {
+    const batch = makeBatch(data, windows.slice(start, start + o.batchSize), o.length, 'right');
+    const targets = Int32Array.from({ length: batch.rows }, (_, r) => batch.targets[r * o.length + o.length - 1]);
+    const rankTensor = noGrad(gpu, () => tidy(gpu, () => {
+      const f = model.forward(batch);
+      return targetRanks(model.lastPositionScores(f, batch), targets).keep();
+    }));
+    const got = await rankTensor.read();
+    rankTensor.dispose();
+    for (let r = 0; r < batch.rows; r++) {
+      if (targets[r] === UNK) {
+        unknownTargets++;
+        ranks.push(V);
+      } else {
+        ranks.push(got[r]);
+      }
+    }
+  }
+  return { role: o.role, ...rankingMetrics(ranks), unknownTargets, withoutHistory };
+}
