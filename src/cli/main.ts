@@ -6,6 +6,7 @@ import { PantherError } from '../errors.js';
 import { doctor } from './doctor.js';
 import { benchKernels } from './bench-kernels.js';
 import { pretrain } from './pretrain.js';
+import { evalCommand, experimentCommand, inspectCommand, tokenizeCommand } from './model-commands.js';
 
 function configFrom(path: string | undefined): ClusterConfig {
   if (path) return loadClusterConfig(path);
@@ -35,6 +36,45 @@ export function buildCli(): Command {
     .option('--max-steps <n>', 'stop after this many steps', (v) => Number.parseInt(v, 10))
     .action(async (opts: { baseline?: boolean; resume?: boolean; checkpointDir?: string; maxSteps?: number }) => {
       await pretrain(configFrom(program.opts().config), opts);
+    });
+
+  program
+    .command('eval')
+    .description('rank held-out events against the full vocabulary: HR@1, HR@10, NDCG@10, HR@50, for a model and a baseline')
+    .requiredOption('--checkpoint <file>', 'the model to evaluate')
+    .option('--baseline-checkpoint <file>', 'a baseline to compare with (relative gains are printed)')
+    .addOption(new Option('--split <split>', 'held-out events to rank').choices(['valid', 'test']).default('test'))
+    .option('--json <file>', 'also write the results as JSON')
+    .action(async (opts: { checkpoint: string; baselineCheckpoint?: string; split: 'valid' | 'test'; json?: string }) => {
+      await evalCommand(configFrom(program.opts().config), opts);
+    });
+
+  program
+    .command('inspect')
+    .description("a user's prototype weights (which habits they match) and the likeliest next events")
+    .requiredOption('--user <id>', 'user id as in the data')
+    .option('--checkpoint <file>', 'model checkpoint', 'runs/latest/best.safetensors')
+    .option('--top <n>', 'next events to list', (v) => Number.parseInt(v, 10), 10)
+    .action(async (opts: { user: string; checkpoint: string; top: number }) => {
+      await inspectCommand(configFrom(program.opts().config), opts);
+    });
+
+  program
+    .command('tokenize')
+    .description('fit (or load from the cache) the structured tokenizer and show how events become tokens')
+    .option('--explain', "show a user's history as token names (with --user)")
+    .option('--user <id>', 'user id as in the data')
+    .option('--limit <n>', 'last N events of the user', (v) => Number.parseInt(v, 10), 30)
+    .action(async (opts: { explain?: boolean; user?: string; limit: number }) => {
+      await tokenizeCommand(configFrom(program.opts().config), { user: opts.explain || opts.user ? opts.user : undefined, limit: opts.limit });
+    });
+
+  program
+    .command('experiment')
+    .description('train PANTHER and the plain-transformer baseline with the same budget and compare them on the test split')
+    .option('--out <dir>', 'where both runs and experiment.json go', 'runs/experiment')
+    .action(async (opts: { out: string }) => {
+      await experimentCommand(configFrom(program.opts().config), opts);
     });
 
   const bench = program.command('bench').description('performance tests');

@@ -1,0 +1,63 @@
+import { execFile } from 'node:child_process';
+import { mkdtempSync, writeFileSync, existsSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { beforeAll, describe, expect, it } from 'vitest';
+
+const run = promisify(execFile);
+
+describe('pretrain, eval, inspect and tokenize commands', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'panther-cli-'));
+  const config = join(dir, 'cluster.yaml');
+  const cli = (...args: string[]) => run('node', ['bin/panther.js', '--config', config, ...args], { maxBuffer: 1 << 24 });
+
+  beforeAll(() => {
+    writeFileSync(config, [
+      'data:',
+      '  source: { kind: synthetic, users: 80, days: 20 }',
+      '  maxLength: 16',
+      `  cacheDir: ${join(dir, 'cache')}`,
+      'model: { dModel: 16, layers: 1, ffnMult: 1, sprm: { dilations: [1, 2], prototypes: 4 } }',
+      `train: { batchSize: 8, maxSteps: 6, evalEvery: 3, checkpointDir: ${join(dir, 'run')} }`,
+      '',
+    ].join('\n'));
+  });
+
+  it('pretrain prints the final metrics and writes the run', async () => {
+    const { stdout } = await cli('pretrain');
+    expect(stdout).toMatch(/trained\s+6 steps/);
+    expect(stdout).toMatch(/test\s+HR@1 [\d.]+%\s+HR@10 [\d.]+%\s+NDCG@10/);
+    expect(existsSync(join(dir, 'run', 'best.safetensors'))).toBe(true);
+    const base = await cli('pretrain', '--baseline', '--checkpoint-dir', join(dir, 'base'));
+    expect(base.stdout).toMatch(/transformer baseline/);
+  });
+
+  it('eval compares a model with a baseline on the full vocabulary', async () => {
+    const { stdout } = await cli('eval', '--checkpoint', join(dir, 'run', 'best.safetensors'), '--baseline-checkpoint', join(dir, 'base', 'best.safetensors'));
+    expect(stdout).toMatch(/ranked against all \d+ tokens/);
+    expect(stdout).toMatch(/PANTHER\s+[\d.]+\s+[\d.]+/);
+    expect(stdout).toMatch(/transformer\s+[\d.]+/);
+    expect(stdout).toMatch(/gain/);
+  });
+
+  it('inspect shows prototype weights and named next events', async () => {
+    const { stdout } = await cli('inspect', '--user', 'u03', '--checkpoint', join(dir, 'run', 'best.safetensors'), '--top', '3');
+    expect(stdout).toMatch(/prototypes, block 0: #\d+ [\d.]+%/);
+    expect(stdout.split('likeliest next events:')[1].trim().split('\n')).toHaveLength(3);
+    expect(stdout).toMatch(/%\s+\w+ \/ /);
+  });
+
+  it('tokenize --explain shows a history as token names', async () => {
+    const { stdout } = await cli('tokenize', '--explain', '--user', 'u03', '--limit', '5');
+    expect(stdout).toMatch(/user u03: \d+ events/);
+    expect(stdout.trim().split('\n').filter((l) => l.includes('->'))).toHaveLength(5);
+  });
+
+  it('names an unknown user and a missing checkpoint clearly', async () => {
+    const e1 = await cli('inspect', '--user', 'nobody', '--checkpoint', join(dir, 'run', 'best.safetensors')).catch((e) => e);
+    expect(e1.stderr).toMatch(/user 'nobody' is not in the data/);
+    const e2 = await cli('eval', '--checkpoint', join(dir, 'missing.safetensors')).catch((e) => e);
+    expect(e2.stderr).toMatch(/no such checkpoint/);
+  });
+});
