@@ -5,6 +5,7 @@ import type { ClusterConfig } from '../config/schema.js';
 import { PantherError } from '../errors.js';
 import { doctor } from './doctor.js';
 import { benchKernels } from './bench-kernels.js';
+import { benchStep } from './bench-step.js';
 import { pretrain } from './pretrain.js';
 import { evalCommand, experimentCommand, inspectCommand, tokenizeCommand } from './model-commands.js';
 
@@ -87,6 +88,16 @@ export function buildCli(): Command {
     .addOption(new Option('--no-peer', 'skip the TensorFlow.js comparison'))
     .action(async (opts: { json?: string; reps: number; only?: string; peer: boolean }) => {
       process.exitCode = await benchKernels(configFrom(program.opts().config), opts);
+    });
+
+  bench
+    .command('step')
+    .description('time full training steps on the configured data and model, with the GPU time per kernel')
+    .option('--steps <n>', 'timed steps', (v) => Number.parseInt(v, 10), 5)
+    .option('--baseline', 'the plain-transformer baseline')
+    .option('--json', 'print JSON')
+    .action(async (opts: { steps: number; baseline?: boolean; json?: boolean }) => {
+      await benchStep(configFrom(program.opts().config), opts);
     });
 
   return program;

@@ -79,6 +79,7 @@ export class Gpu {
   private pendingDispatches = 0;
   private readonly readbackPool: BufferPool;
 
+  private profile: { querySet: GPUQuerySet; labels: string[]; capacity: number } | null = null;
   private lostReason: string | null = null;
   /** The first uncaptured GPU error: later work would only fail the same way, so it stops here. */
   private firstError: string | null = null;
@@ -256,7 +257,17 @@ export class Gpu {
     packParams(spec, opts.params, this.uniformView, offset);
     this.uniformUsed += UNIFORM_SLOT;
     const compiled = this.kernel(spec, opts.constants);
-    const pass = this.ensurePass();
+    let pass: GPUComputePassEncoder;
+    const prof = this.profile;
+    if (prof && prof.labels.length < prof.capacity) {
+      // Profiling: one pass per dispatch, timestamped at its start and end.
+      this.endPass();
+      const i = prof.labels.length;
+      prof.labels.push(where);
+      pass = this.ensurePass({ querySet: prof.querySet, beginningOfPassWriteIndex: 2 * i, endOfPassWriteIndex: 2 * i + 1 });
+    } else {
+      pass = this.ensurePass();
+    }
     pass.setPipeline(compiled.pipeline);
     pass.setBindGroup(0, this.bindGroup(compiled, opts.buffers), [offset]);
     pass.dispatchWorkgroups(x, y, z);
@@ -330,6 +341,38 @@ export class Gpu {
     resolve.destroy();
     const [t0, t1] = new BigUint64Array(raw);
     return Number(t1 - t0) / 1e6;
+  }
+
+  /**
+   * Starts timing every dispatch (up to `capacity`) with timestamp queries; `stopProfile`
+   * returns GPU milliseconds and counts per kernel entry point. Needs timestamp queries.
+   */
+  startProfile(capacity = 2048): void {
+    if (!this.hasTimestamps) throw new PantherError('E_LIMIT', 'the adapter has no timestamp queries', 'profile');
+    this.flush();
+    this.profile = { querySet: this.device.createQuerySet({ type: 'timestamp', count: 2 * capacity }), labels: [], capacity };
+  }
+
+  async stopProfile(): Promise<{ kernel: string; count: number; ms: number }[]> {
+    const prof = this.profile;
+    if (!prof) return [];
+    this.profile = null;
+    const n = prof.labels.length;
+    const out = new Map<string, { kernel: string; count: number; ms: number }>();
+    if (n > 0) {
+      const resolve = this.device.createBuffer({ size: 16 * n, usage: GPUBufferUsage.QUERY_RESOLVE | GPUBufferUsage.COPY_SRC });
+      this.endPass().resolveQuerySet(prof.querySet, 0, 2 * n, resolve, 0);
+      const times = new BigUint64Array(await this.read(resolve, 16 * n));
+      resolve.destroy();
+      prof.labels.forEach((kernel, i) => {
+        const e = out.get(kernel) ?? { kernel, count: 0, ms: 0 };
+        e.count++;
+        e.ms += Number(times[2 * i + 1] - times[2 * i]) / 1e6;
+        out.set(kernel, e);
+      });
+    }
+    prof.querySet.destroy();
+    return [...out.values()].sort((a, b) => b.ms - a.ms);
   }
 
   /** Frees every buffer and the device, so the process can exit. */

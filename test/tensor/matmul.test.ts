@@ -14,6 +14,9 @@ const shapes: [number, number, number, number][] = [
   [2, 33, 65, 17],
   [3, 64, 256, 64],
   [1, 129, 300, 70],
+  // multiples of 4 but not of 8: the subgroup kernel reads transposed operands itself
+  [2, 36, 40, 12],
+  [1, 20, 8, 4],
 ];
 
 for (const variant of ['subgroup', 'reg', 'tiled'] as const) {

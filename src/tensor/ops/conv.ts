@@ -3,7 +3,7 @@ import { grid1d } from '../../gpu/runtime.js';
 import type { KernelSpec } from '../../gpu/kernel.js';
 import { record } from '../tape.js';
 import { empty, type Tensor } from '../tensor.js';
-import { SUM_ROWS, sumRows } from './elementwise.js';
+import { sumRows, sumRowsInto } from './elementwise.js';
 import { transposeRaw } from './matmul.js';
 
 const FWD_PARAMS = { B: 'u32', L: 'u32', Cin: 'u32', Cout: 'u32', K: 'u32', dil: 'u32', hasBias: 'u32' } as const;
@@ -47,11 +47,7 @@ export function chunkRowsFor(rows: number, partialFloats: number, maxBindingByte
  * the second stage of a deterministic two-stage reduction.
  */
 export function sumChunksInto(partial: Tensor, chunks: number, into: Tensor): void {
-  partial.gpu.dispatch(SUM_ROWS, {
-    buffers: [partial.buffer, into.buffer],
-    params: { n: chunks, alpha: 1, beta: 0, cols: into.size },
-    workgroups: grid1d(into.size, 64),
-  });
+  sumRowsInto(partial, chunks, into.size, into);
 }
 const MAX_WORKGROUPS = 65535;
 

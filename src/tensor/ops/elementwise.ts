@@ -1,19 +1,46 @@
 import { PantherError } from '../../errors.js';
-import { grid1d } from '../../gpu/runtime.js';
+import { grid1d, type Gpu } from '../../gpu/runtime.js';
 import type { KernelSpec } from '../../gpu/kernel.js';
 import { record } from '../tape.js';
 import { empty, shapeSize, type Tensor } from '../tensor.js';
 
-const P = { n: 'u32', alpha: 'f32', beta: 'f32', cols: 'u32' } as const;
+const P = { n: 'u32', alpha: 'f32', beta: 'f32', cols: 'u32', offset: 'u32' } as const;
 const spec = (entry: string, storage: KernelSpec['storage']): KernelSpec => ({ file: 'elementwise', entry, params: P, storage });
 
-export const FILL = spec('fill', ['rw']);
-export const AXPBY = spec('axpby', ['read', 'read', 'rw']);
-export const MUL = spec('mul', ['read', 'read', 'rw']);
-export const ADD_ROW_VECTOR = spec('add_row_vector', ['read', 'read', 'rw']);
-export const AXPY_INPLACE = spec('axpy_inplace', ['read', 'rw']);
-export const SCALE = spec('scale', ['read', 'rw']);
-export const SUM_ROWS = spec('sum_rows', ['read', 'rw']);
+/** A scalar kernel and its vec4 twin. */
+interface Pair {
+  scalar: KernelSpec;
+  vec4: KernelSpec;
+}
+const pair = (entry: string, storage: KernelSpec['storage']): Pair => ({ scalar: spec(entry, storage), vec4: spec(`${entry}4`, storage) });
+
+export const FILL = pair('fill', ['rw']);
+export const AXPBY = pair('axpby', ['read', 'read', 'rw']);
+export const MUL = pair('mul', ['read', 'read', 'rw']);
+export const ADD_ROW_VECTOR = pair('add_row_vector', ['read', 'read', 'rw']);
+export const AXPY_INPLACE = pair('axpy_inplace', ['read', 'rw']);
+export const SCALE = pair('scale', ['read', 'rw']);
+export const SUM_ROWS = pair('sum_rows', ['read', 'rw']);
+
+const WG = 64;
+const PER_LANE = 4;
+
+/**
+ * Dispatches an elementwise kernel over n elements: the vec4 twin over the first
+ * floor(n / 4) * 4 and the scalar kernel over the rest (no tape).
+ */
+function run(gpu: Gpu, k: Pair, n: number, buffers: GPUBuffer[], alpha = 1, beta = 0, cols = 1): void {
+  const n4 = Math.floor(n / 4);
+  const vecCols = cols % 4 === 0 ? cols / 4 : 0;
+  // add_row_vector can use vec4s only when rows are whole vec4s.
+  const wide = n4 > 0 && (k !== ADD_ROW_VECTOR || vecCols > 0);
+  let done = 0;
+  if (wide) {
+    gpu.dispatch(k.vec4, { buffers, params: { n: n4, alpha, beta, cols: vecCols || 1, offset: 0 }, workgroups: grid1d(Math.ceil(n4 / PER_LANE), WG) });
+    done = 4 * n4;
+  }
+  if (done < n) gpu.dispatch(k.scalar, { buffers, params: { n, alpha, beta, cols, offset: done }, workgroups: grid1d(n - done, WG) });
+}
 
 export function sameShape(a: Tensor, b: Tensor, op: string): void {
   if (a.shape.length !== b.shape.length || a.shape.some((d, i) => d !== b.shape[i])) {
@@ -21,13 +48,9 @@ export function sameShape(a: Tensor, b: Tensor, op: string): void {
   }
 }
 
-function params(n: number, alpha = 1, beta = 0, cols = 1) {
-  return { n, alpha, beta, cols };
-}
-
 /** Fills in place with `value` (no tape). */
 export function fillInPlace(t: Tensor, value: number): Tensor {
-  t.gpu.dispatch(FILL, { buffers: [t.buffer], params: params(t.size, value), workgroups: grid1d(t.size, 64) });
+  run(t.gpu, FILL, t.size, [t.buffer], value);
   return t;
 }
 
@@ -42,13 +65,13 @@ export function zerosLike(t: Tensor): Tensor {
 /** y <- alpha * x + beta * y, in place (no tape): gradient accumulation, optimizer helpers. */
 export function axpyInPlace(y: Tensor, x: Tensor, alpha = 1, beta = 1): void {
   if (x.size !== y.size) throw new PantherError('E_SHAPE', `sizes ${x.size} and ${y.size} differ`, 'axpyInPlace');
-  y.gpu.dispatch(AXPY_INPLACE, { buffers: [x.buffer, y.buffer], params: params(y.size, alpha, beta), workgroups: grid1d(y.size, 64) });
+  run(y.gpu, AXPY_INPLACE, y.size, [x.buffer, y.buffer], alpha, beta);
 }
 
 /** alpha * x as a new tensor. */
 export function scale(x: Tensor, alpha: number): Tensor {
   const out = empty(x.gpu, x.shape);
-  x.gpu.dispatch(SCALE, { buffers: [x.buffer, out.buffer], params: params(x.size, alpha), workgroups: grid1d(x.size, 64) });
+  run(x.gpu, SCALE, x.size, [x.buffer, out.buffer], alpha);
   record('scale', [x], [out], ([g]) => [scale(g!, alpha)]);
   return out;
 }
@@ -61,7 +84,7 @@ export function copy(x: Tensor): Tensor {
 export function axpby(a: Tensor, b: Tensor, alpha = 1, beta = 1): Tensor {
   sameShape(a, b, 'axpby');
   const out = empty(a.gpu, a.shape);
-  a.gpu.dispatch(AXPBY, { buffers: [a.buffer, b.buffer, out.buffer], params: params(a.size, alpha, beta), workgroups: grid1d(a.size, 64) });
+  run(a.gpu, AXPBY, a.size, [a.buffer, b.buffer, out.buffer], alpha, beta);
   record('axpby', [a, b], [out], ([g]) => [
     a.requiresGrad ? scale(g!, alpha) : null,
     b.requiresGrad ? scale(g!, beta) : null,
@@ -77,7 +100,7 @@ export function add(a: Tensor, b: Tensor): Tensor {
 export function mul(a: Tensor, b: Tensor, alpha = 1): Tensor {
   sameShape(a, b, 'mul');
   const out = empty(a.gpu, a.shape);
-  a.gpu.dispatch(MUL, { buffers: [a.buffer, b.buffer, out.buffer], params: params(a.size, alpha), workgroups: grid1d(a.size, 64) });
+  run(a.gpu, MUL, a.size, [a.buffer, b.buffer, out.buffer], alpha);
   record('mul', [a, b], [out], ([g]) => [
     a.requiresGrad ? mul(g!, b, alpha) : null,
     b.requiresGrad ? mul(g!, a, alpha) : null,
@@ -85,13 +108,31 @@ export function mul(a: Tensor, b: Tensor, alpha = 1): Tensor {
   return out;
 }
 
+/** into[c] = alpha * sum over the `rows` rows of x[r, c], in row order (no tape). */
+export function sumRowsInto(x: Tensor, rows: number, cols: number, into: Tensor, alpha = 1): void {
+  const vec = cols % 4 === 0;
+  const width = vec ? cols / 4 : cols;
+  x.gpu.dispatch(vec ? SUM_ROWS.vec4 : SUM_ROWS.scalar, {
+    buffers: [x.buffer, into.buffer],
+    params: { n: rows, alpha, beta: 0, cols: width, offset: 0 },
+    workgroups: grid1d(width, WG),
+  });
+}
+
 /** Column sums of a [rows, cols] view: alpha * sum over rows. */
 export function sumRows(x: Tensor, cols: number, alpha = 1): Tensor {
   if (cols <= 0 || x.size % cols !== 0) throw new PantherError('E_SHAPE', `size ${x.size} is not a multiple of ${cols} columns`, 'sumRows');
   const rows = x.size / cols;
   const out = empty(x.gpu, [cols]);
-  x.gpu.dispatch(SUM_ROWS, { buffers: [x.buffer, out.buffer], params: params(rows, alpha, 0, cols), workgroups: grid1d(cols, 64) });
-  record('sumRows', [x], [out], ([g]) => [addRowVector(full(x, 0), g!)]);
+  sumRowsInto(x, rows, cols, out, alpha);
+  record('sumRows', [x], [out], ([g]) => {
+    // Every row of the input gets alpha * g.
+    const zeros = full(x, 0);
+    const gx = empty(x.gpu, x.shape);
+    run(x.gpu, ADD_ROW_VECTOR, x.size, [zeros.buffer, g!.buffer, gx.buffer], 0, alpha, cols);
+    zeros.dispose();
+    return [gx];
+  });
   return out;
 }
 
@@ -100,7 +141,7 @@ export function addRowVector(x: Tensor, bias: Tensor): Tensor {
   const cols = x.shape[x.shape.length - 1];
   if (bias.size !== cols) throw new PantherError('E_SHAPE', `bias has ${bias.size} values for rows of ${cols}`, 'addRowVector');
   const out = empty(x.gpu, x.shape);
-  x.gpu.dispatch(ADD_ROW_VECTOR, { buffers: [x.buffer, bias.buffer, out.buffer], params: params(x.size, 1, 1, cols), workgroups: grid1d(x.size, 64) });
+  run(x.gpu, ADD_ROW_VECTOR, x.size, [x.buffer, bias.buffer, out.buffer], 1, 1, cols);
   record('addRowVector', [x, bias], [out], ([g]) => [x.requiresGrad ? copy(g!) : null, bias.requiresGrad ? sumRows(g!, cols) : null]);
   return out;
 }

@@ -96,12 +96,15 @@ function matmulSubgroup(a: Tensor, b: Tensor, out: Tensor, s: MatmulShape, opts:
   const gpu = a.gpu;
   const Kp = roundUp4(s.K);
   const Np = roundUp4(s.N);
-  const tA = opts.transA ?? false;
-  const tB = opts.transB ?? false;
-  const la = tA || Kp !== s.K ? relayoutRaw(a, s.batchA, tA ? s.K : s.M, tA ? s.M : s.K, { transpose: tA, dstCols: Kp }) : null;
-  const lb = tB || Np !== s.N || Kp !== s.K
-    ? relayoutRaw(b, s.batchB, tB ? s.N : s.K, tB ? s.K : s.N, { transpose: tB, dstRows: Kp, dstCols: Np })
-    : null;
+  let tA = opts.transA ?? false;
+  let tB = opts.transB ?? false;
+  // The kernel reads transposed operands itself when K, N (and M for A) are whole vec4s.
+  const padA = Kp !== s.K || (tA && s.M % 4 !== 0);
+  const padB = Kp !== s.K || Np !== s.N;
+  const la = padA ? relayoutRaw(a, s.batchA, tA ? s.K : s.M, tA ? s.M : s.K, { transpose: tA, dstCols: Kp }) : null;
+  const lb = padB ? relayoutRaw(b, s.batchB, tB ? s.N : s.K, tB ? s.K : s.N, { transpose: tB, dstRows: Kp, dstCols: Np }) : null;
+  if (la) tA = false;
+  if (lb) tB = false;
   const c = Np !== s.N ? empty(gpu, [s.batch, s.M, Np]) : out;
   gpu.dispatch(MATMUL_SUBGROUP, {
     buffers: [(la ?? a).buffer, (lb ?? b).buffer, c.buffer],
@@ -114,6 +117,7 @@ function matmulSubgroup(a: Tensor, b: Tensor, out: Tensor, s: MatmulShape, opts:
       beta: 0,
     },
     workgroups: [Math.ceil(Np / 4 / SUBGROUP_LANES), Math.ceil(s.M / SUBGROUP_ROWS), s.batch],
+    constants: { TRANS_A: tA ? 1 : 0, TRANS_B: tB ? 1 : 0 },
   });
   if (c !== out) {
     gpu.dispatch(RELAYOUT, {
