@@ -123,3 +123,19 @@ describe('views', () => {
     expect(Array.from(await x.grad!.read())).toEqual([10, 20, 30, 40]);
   });
 });
+
+describe('adapter choice', () => {
+  it('explains what to install when no adapter matches', async () => {
+    const err = await Gpu.create({ adapter: 'no-such-adapter-anywhere' }).catch((e) => e);
+    expect(err).toBeInstanceOf(PantherError);
+    expect(err.code).toBe('E_NO_ADAPTER');
+    expect(err.message).toMatch(/mesa-vulkan-drivers/);
+  });
+
+  it('takes an explicit backend and adapter name (lavapipe, which the set-up installs)', async () => {
+    const g = await Gpu.create({ backend: 'vulkan', adapter: 'llvmpipe' });
+    expect(g.description.device).toMatch(/llvmpipe/);
+    expect(g.description.isSoftware).toBe(true);
+    g.destroy();
+  });
+});
