@@ -33,3 +33,12 @@ describe('cluster.yaml', () => {
     expect(o).toMatchObject({ backend: 'vulkan', adapter: 'llvmpipe', tunables: { matmul: 'tiled' } });
   });
 });
+
+describe('experiment configurations', () => {
+  it('all validate against the schema', async () => {
+    const { readdirSync } = await import('node:fs');
+    const files = readdirSync('scripts/experiments').filter((f) => f.endsWith('.yaml'));
+    expect(files.length).toBeGreaterThanOrEqual(5);
+    for (const f of files) expect(() => loadClusterConfig(`scripts/experiments/${f}`), f).not.toThrow();
+  });
+});
