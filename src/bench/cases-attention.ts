@@ -12,7 +12,8 @@ import type { BenchCase } from './harness.js';
  * two causal L x L x D products (scores, then probabilities times values): 4 B H L^2 D / 2.
  * The backward recomputes scores and dO V^T in both of its passes, so it does seven such
  * products (dQ pass: scores, dP, dQ; dK/dV pass: scores, dP, dV, dK): 4.5x the forward in
- * all, against 3.5x for a backward that could keep the probabilities.
+ * all, against 3.5x for a backward that could keep the probabilities. Which kernels run
+ * (subgroup or portable) follows the device's tunables and the head dim, as in `attention`.
  */
 export function attentionCase(B: number, H: number, L: number, D: number, withBackward: boolean): BenchCase {
   const C = H * D;
@@ -49,6 +50,7 @@ export function attentionCases(): BenchCase[] {
   return [
     attentionCase(1, 4, 512, 64, false),
     attentionCase(1, 4, 512, 64, true),
+    attentionCase(4, 2, 256, 32, false),
     attentionCase(4, 2, 256, 32, true),
   ];
 }

@@ -1,6 +1,6 @@
 import { PantherError } from '../../errors.js';
 import type { KernelSpec } from '../../gpu/kernel.js';
-import { grid1d } from '../../gpu/runtime.js';
+import { grid1d, type Gpu } from '../../gpu/runtime.js';
 import { isRecording, record } from '../tape.js';
 import { empty, type Tensor } from '../tensor.js';
 
@@ -21,19 +21,65 @@ export const ATTENTION_BWD_DKDV: KernelSpec = {
   file: 'attention_bwd', entry: 'attention_bwd_dkdv', params: ATTENTION_PARAMS,
   storage: ['read', 'read', 'read', 'read', 'read', 'read', 'rw', 'rw'],
 };
+/** Subgroup variants (CPU adapters with subgroups of 8+ lanes; head dim a multiple of 4). */
+export const ATTENTION_FWD_SUBGROUP: KernelSpec = { ...ATTENTION_FWD, file: 'attention_subgroup', entry: 'attention_fwd_subgroup' };
+export const ATTENTION_BWD_ROWS_SUBGROUP: KernelSpec = { ...ATTENTION_BWD_ROWS, file: 'attention_subgroup_bwd', entry: 'attention_bwd_rows_subgroup' };
+export const ATTENTION_BWD_DQ_SUBGROUP: KernelSpec = { ...ATTENTION_BWD_DQ, file: 'attention_subgroup_bwd', entry: 'attention_bwd_dq_subgroup' };
+export const ATTENTION_BWD_DKDV_SUBGROUP: KernelSpec = { ...ATTENTION_BWD_DKDV, file: 'attention_subgroup_bwd', entry: 'attention_bwd_dkdv_subgroup' };
 
 /** Private arrays in the kernels hold up to 32 vec4 per row. */
 export const MAX_HEAD_DIM = 128;
 /**
- * Tile shape: LANES invocations per workgroup, each owning ROWS_PER_LANE query (or key)
- * rows; keys (or queries) walked in tiles of TILE. The kernels' private arrays bound these
- * at 4 and 8.
+ * Tile shape of the portable kernels: LANES invocations per workgroup, each owning
+ * ROWS_PER_LANE query (or key) rows; keys (or queries) walked in tiles of TILE. The kernels'
+ * private arrays bound these at 4 and 8.
  */
 const LANES = 16;
 const ROWS_PER_LANE = 4;
 const TILE = 8;
-const ROWS_PER_WORKGROUP = LANES * ROWS_PER_LANE;
+/**
+ * The subgroup kernels: one subgroup of 8 lanes per workgroup, each owning
+ * SUBGROUP_ROWS_PER_LANE rows, the other operand walked in tiles of SUBGROUP_TILE_GROUPS * 8
+ * rows. Their private arrays bound these at 4 and 2; larger tiles measured no faster on
+ * lavapipe and compile slower.
+ */
+const SUBGROUP_LANES = 8;
+const SUBGROUP_ROWS_PER_LANE = 4;
+const SUBGROUP_TILE_GROUPS = 2;
+const MIN_ROWS_PER_WORKGROUP = Math.min(LANES * ROWS_PER_LANE, SUBGROUP_LANES * SUBGROUP_ROWS_PER_LANE);
 const MAX_WORKGROUPS = 65535;
+
+interface AttentionKernels {
+  fwd: KernelSpec;
+  rows: KernelSpec;
+  dq: KernelSpec;
+  dkdv: KernelSpec;
+  rowsPerWorkgroup: number;
+  fwdConstants: Record<string, number>;
+  bwdConstants: Record<string, number>;
+}
+
+const PORTABLE_KERNELS: AttentionKernels = {
+  fwd: ATTENTION_FWD, rows: ATTENTION_BWD_ROWS, dq: ATTENTION_BWD_DQ, dkdv: ATTENTION_BWD_DKDV,
+  rowsPerWorkgroup: LANES * ROWS_PER_LANE,
+  fwdConstants: { WG: LANES, RPI: ROWS_PER_LANE, BK: TILE },
+  bwdConstants: { WG: LANES, RPI: ROWS_PER_LANE, BT: TILE },
+};
+const SUBGROUP_KERNELS: AttentionKernels = {
+  fwd: ATTENTION_FWD_SUBGROUP, rows: ATTENTION_BWD_ROWS_SUBGROUP, dq: ATTENTION_BWD_DQ_SUBGROUP, dkdv: ATTENTION_BWD_DKDV_SUBGROUP,
+  rowsPerWorkgroup: SUBGROUP_LANES * SUBGROUP_ROWS_PER_LANE,
+  fwdConstants: { RPI: SUBGROUP_ROWS_PER_LANE, KG: SUBGROUP_TILE_GROUPS },
+  bwdConstants: { RPI: SUBGROUP_ROWS_PER_LANE, KG: SUBGROUP_TILE_GROUPS },
+};
+
+/**
+ * Which kernels `attention` runs for a head dim on this device. The subgroup kernels share
+ * whole vec4s of head rows, so they need D % 4 == 0; other head dims, and adapters without
+ * subgroups of 8+ lanes (the subgroup matmul tunable), take the portable kernels.
+ */
+export function attentionVariant(gpu: Gpu, headDim: number): 'subgroup' | 'portable' {
+  return gpu.tunables.matmul === 'subgroup' && headDim % 4 === 0 ? 'subgroup' : 'portable';
+}
 
 export interface AttentionOptions {
   heads: number;
@@ -83,8 +129,8 @@ export function attentionShape(q: Tensor, k: Tensor, v: Tensor, opts: AttentionO
   }
   const scale = opts.scale ?? 1 / Math.sqrt(D);
   if (!Number.isFinite(scale)) throw new PantherError('E_ARGUMENT', `scale must be finite, got ${scale}`, where);
-  if (B > MAX_WORKGROUPS || H > MAX_WORKGROUPS || Math.ceil(L / ROWS_PER_WORKGROUP) > MAX_WORKGROUPS) {
-    throw new PantherError('E_LIMIT', `B=${B}, heads=${H} and L/${ROWS_PER_WORKGROUP}=${Math.ceil(L / ROWS_PER_WORKGROUP)} must each be at most ${MAX_WORKGROUPS}`, where);
+  if (B > MAX_WORKGROUPS || H > MAX_WORKGROUPS || Math.ceil(L / MIN_ROWS_PER_WORKGROUP) > MAX_WORKGROUPS) {
+    throw new PantherError('E_LIMIT', `B=${B}, heads=${H} and L/${MIN_ROWS_PER_WORKGROUP}=${Math.ceil(L / MIN_ROWS_PER_WORKGROUP)} must each be at most ${MAX_WORKGROUPS}`, where);
   }
   // Kernels index elements with u32.
   if (q.size >= 2 ** 32) throw new PantherError('E_LIMIT', `q has ${q.size} elements, over 2^32`, where);
@@ -105,16 +151,16 @@ export function attention(q: Tensor, k: Tensor, v: Tensor, opts: AttentionOption
   // Head dim and mask are parameters, not override constants: one compiled pipeline per
   // kernel serves every shape (compiling these kernels takes seconds on CPU adapters).
   const params = { L: s.L, C: s.C, H: s.H, D: s.D, rows: s.B * s.H * s.L, hasMask: mask ? 1 : 0, scale: s.scale };
-  const constants = { WG: LANES, RPI: ROWS_PER_LANE };
-  const workgroups = [Math.ceil(s.L / ROWS_PER_WORKGROUP), s.H, s.B] as const;
+  const kernels = attentionVariant(gpu, s.D) === 'subgroup' ? SUBGROUP_KERNELS : PORTABLE_KERNELS;
+  const workgroups = [Math.ceil(s.L / kernels.rowsPerWorkgroup), s.H, s.B] as const;
   // Without a mask the binding still needs a buffer; the kernel never reads it.
   const maskBuffer = (mask ?? q).buffer;
 
   const out = empty(gpu, q.shape, 'f32', 'attention.out');
   const lse = empty(gpu, [s.B, s.H, s.L], 'f32', 'attention.lse');
-  gpu.dispatch(ATTENTION_FWD, {
+  gpu.dispatch(kernels.fwd, {
     buffers: [q.buffer, k.buffer, v.buffer, maskBuffer, out.buffer, lse.buffer],
-    params, workgroups, constants: { ...constants, BK: TILE },
+    params, workgroups, constants: kernels.fwdConstants,
   });
   if (!isRecording(gpu, [q, k, v])) {
     lse.dispose();
@@ -123,23 +169,22 @@ export function attention(q: Tensor, k: Tensor, v: Tensor, opts: AttentionOption
 
   record('attention', [q, k, v], [out], ([g]) => {
     const rowStats = empty(gpu, [s.B, s.H, s.L, 2], 'f32', 'attention.rowStats');
-    gpu.dispatch(ATTENTION_BWD_ROWS, {
+    gpu.dispatch(kernels.rows, {
       buffers: [out.buffer, g!.buffer, lse.buffer, rowStats.buffer],
       params, workgroups: grid1d(params.rows, 64), constants: { WG: 64 },
     });
-    const tiled = { ...constants, BT: TILE };
     const inputs = [q.buffer, k.buffer, v.buffer, maskBuffer, g!.buffer, rowStats.buffer];
     let dq: Tensor | null = null;
     if (q.requiresGrad) {
       dq = empty(gpu, q.shape, 'f32', 'attention.dq');
-      gpu.dispatch(ATTENTION_BWD_DQ, { buffers: [...inputs, dq.buffer], params, workgroups, constants: tiled });
+      gpu.dispatch(kernels.dq, { buffers: [...inputs, dq.buffer], params, workgroups, constants: kernels.bwdConstants });
     }
     let dk: Tensor | null = null;
     let dv: Tensor | null = null;
     if (k.requiresGrad || v.requiresGrad) {
       dk = empty(gpu, k.shape, 'f32', 'attention.dk');
       dv = empty(gpu, v.shape, 'f32', 'attention.dv');
-      gpu.dispatch(ATTENTION_BWD_DKDV, { buffers: [...inputs, dk.buffer, dv.buffer], params, workgroups, constants: tiled });
+      gpu.dispatch(kernels.dkdv, { buffers: [...inputs, dk.buffer, dv.buffer], params, workgroups, constants: kernels.bwdConstants });
     }
     return [dq, k.requiresGrad ? dk : null, v.requiresGrad ? dv : null];
   });
