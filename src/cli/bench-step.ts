@@ -26,7 +26,7 @@ export async function benchStep(config: ClusterConfig, o: { steps: number; basel
   const step = async (i: number) => {
     const batch = makeBatch(data, windows.slice((i * B) % Math.max(1, windows.length - B), ((i * B) % Math.max(1, windows.length - B)) + B), L, 'right');
     const loss = tidy(gpu, () => {
-      const l = model.loss(batch);
+      const l = model.loss(batch, { train: true, step: i });
       backward(l.total);
       return l.total.keep();
     });

@@ -27,6 +27,7 @@ export const ModelSchema = z
         positiveFields: z.number().int().min(1).default(2).describe('users whose first N profile fields all match are positives'),
       })
       .prefault({}),
+    dropout: z.number().min(0).max(0.9).default(0.1).describe('dropout on embeddings and block outputs while training'),
     seed: z.number().int().default(1),
   })
   .prefault({});

@@ -6,6 +6,7 @@ import { Rng } from '../nn/random.js';
 import { attention } from '../tensor/ops/attention.js';
 import { infoNCELoss } from '../tensor/ops/contrastive.js';
 import { dilatedConv } from '../tensor/ops/conv.js';
+import { dropout } from '../tensor/ops/dropout.js';
 import { add, axpby, reshape } from '../tensor/ops/elementwise.js';
 import { embedding } from '../tensor/ops/embedding.js';
 import { gelu } from '../tensor/ops/gelu.js';
@@ -32,7 +33,18 @@ export interface ModelBatch {
   profile: Int32Array;
   /** Normalizer of the next-token loss (the global batch's target count under data parallelism). */
   globalTargetCount?: number;
+  /** Each row's index in the global batch (dropout masks follow it); identity by default. */
+  rowIndex?: Int32Array;
 }
+
+/** Training mode turns dropout on; its masks are a function of (seed, step, site, global row). */
+export interface ForwardOptions {
+  train?: boolean;
+  step?: number;
+}
+
+/** Applies the model's dropout at one site of the network in training mode. */
+type Dropper = (x: Tensor, site: number) => Tensor;
 
 export interface ForwardResult {
   /** Hidden states after the final norm, [B * L, dModel]. */
@@ -94,10 +106,10 @@ class Block {
   }
 
   /** x [B, L, d] -> [B, L, d]. The SPRM reads the same normed input as attention, and the block adds their mean. */
-  forward(x: Tensor, keyMask: Tensor, weights: Tensor[]): Tensor {
+  forward(x: Tensor, keyMask: Tensor, weights: Tensor[], drop: Dropper, site: number): Tensor {
     const c = this.c;
     const h = layerNorm(x, this.ln1g, this.ln1b);
-    const a = this.o.forward(attention(this.q.forward(h), this.k.forward(h), this.v.forward(h), { heads: c.heads, keyMask }));
+    const a = drop(this.o.forward(attention(this.q.forward(h), this.k.forward(h), this.v.forward(h), { heads: c.heads, keyMask })), site);
     let mixed: Tensor;
     if (this.prototypes && this.sprmOut) {
       let local: Tensor | null = null;
@@ -108,14 +120,14 @@ class Block {
       const l = gelu(local!);
       const { out, weights: w } = prototypeMatch(l, this.prototypes, { temperature: c.sprm.temperature });
       weights.push(w);
-      const s = this.sprmOut.forward(add(l, out));
+      const s = drop(this.sprmOut.forward(add(l, out)), site + 1);
       mixed = axpby(a, s, 0.5, 0.5);
     } else {
       mixed = a;
     }
     let y = add(x, mixed);
     if (this.ff1 && this.ff2 && this.ln2g && this.ln2b) {
-      y = add(y, this.ff2.forward(gelu(this.ff1.forward(layerNorm(y, this.ln2g, this.ln2b)))));
+      y = add(y, drop(this.ff2.forward(gelu(this.ff1.forward(layerNorm(y, this.ln2g, this.ln2b)))), site + 2));
     }
     return y;
   }
@@ -172,8 +184,11 @@ export class PantherModel {
     return this.store.list();
   }
 
-  /** Runs the backbone; recording on the tape when parameters require grad and grad is on. */
-  forward(batch: ModelBatch): ForwardResult {
+  /**
+   * Runs the backbone; recording on the tape when parameters require grad and grad is on.
+   * Dropout is active only with `train`.
+   */
+  forward(batch: ModelBatch, opts: ForwardOptions = {}): ForwardResult {
     const { rows: B, length: L } = batch;
     const gpu = this.gpu;
     const d = this.config.dModel;
@@ -210,15 +225,27 @@ export class PantherModel {
       const spread = embedding(profile, rowOf, [B, L]);
       x = axpby(x, spread, 1 - this.config.profile.blend, this.config.profile.blend);
     }
+    const p = this.config.dropout;
+    const globalRows = Uint32Array.from(batch.rowIndex ?? Array.from({ length: B }, (_, r) => r));
+    const drop: Dropper = opts.train && p > 0
+      ? (t, site) => dropout(t, { p, seed: dropoutSeed(this.config.seed, opts.step ?? 0, site), globalRows })
+      : (t) => t;
+    x = drop(x, 0);
     const keyMask = tensorFrom(gpu, batch.mask, [B, L], 'u32');
     const prototypeWeights: Tensor[] = [];
-    for (const block of this.blocks) x = block.forward(x, keyMask, prototypeWeights);
+    this.blocks.forEach((block, i) => {
+      x = block.forward(x!, keyMask, prototypeWeights, drop, 1 + 3 * i);
+    });
     const hidden = reshape(layerNorm(x, this.lnfg, this.lnfb), [n, d]);
     return { hidden, profile, prototypeWeights };
   }
 
   /** Next-token loss (+ weighted contrastive loss on the user embedding when enabled). */
-  loss(batch: ModelBatch, f: ForwardResult = this.forward(batch)): LossParts {
+  loss(batch: ModelBatch, opts: ForwardOptions = {}): LossParts {
+    return this.lossOf(batch, this.forward(batch, opts));
+  }
+
+  lossOf(batch: ModelBatch, f: ForwardResult): LossParts {
     const next = lmHeadLoss(f.hidden, this.head, batch.targets, { normalizer: batch.globalTargetCount });
     if (!this.profileEnabled || !f.profile || this.config.profile.contrastiveWeight === 0) {
       return { total: next, next, contrastive: null };
@@ -249,6 +276,16 @@ export class PantherModel {
   dispose(): void {
     this.store.dispose();
   }
+}
+
+/** A distinct 32-bit seed per (model seed, step, site). */
+export function dropoutSeed(seed: number, step: number, site: number): number {
+  let h = (seed ^ 0x9e3779b9) >>> 0;
+  for (const v of [step, site]) {
+    h = Math.imul(h ^ (v >>> 0), 0x85ebca6b) >>> 0;
+    h = (h ^ (h >>> 13)) >>> 0;
+  }
+  return h;
 }
 
 /**

@@ -72,6 +72,22 @@ export interface TrainerOptions {
   test?: boolean;
 }
 
+/** The optimizer of a pretraining run (shared with data-parallel replicas, which must match it). */
+export function trainingOptimizer(gpu: Gpu, t: TrainConfig): AdamW {
+  // No weight decay on norms, biases and embeddings' tables of few rows: only matrices decay.
+  return new AdamW(gpu, {
+    lr: t.lr, beta1: t.beta1, beta2: t.beta2, weightDecay: t.weightDecay,
+    decay: (p) => p.shape.length >= 2 && !(p.name ?? '').includes('prototypes'),
+  });
+}
+
+/** Batches per epoch and the run's total steps for this many training windows. */
+export function trainingSchedule(windowCount: number, t: TrainConfig): { batchesPerEpoch: number; totalSteps: number } {
+  const batchesPerEpoch = Math.ceil(windowCount / t.batchSize);
+  const fromEpochs = Math.ceil(t.epochs * batchesPerEpoch);
+  return { batchesPerEpoch, totalSteps: Math.max(1, t.maxSteps ? Math.min(t.maxSteps, fromEpochs) : fromEpochs) };
+}
+
 const INITIAL_STATE: TrainingState = { step: 0, epoch: 0, position: 0, bestMetric: -1, bestStep: 0, sinceBest: 0, events: 0 };
 
 /**
@@ -93,15 +109,9 @@ export class Trainer {
     const t = o.train;
     this.dir = t.checkpointDir;
     this.model = new PantherModel(o.gpu, o.model, modelShapeOf(o.data, o.maxLength));
-    // No weight decay on norms, biases and embeddings' tables of few rows: only matrices decay.
-    this.optimizer = new AdamW(o.gpu, {
-      lr: t.lr, beta1: t.beta1, beta2: t.beta2, weightDecay: t.weightDecay,
-      decay: (p) => p.shape.length >= 2 && !(p.name ?? '').includes('prototypes'),
-    });
+    this.optimizer = trainingOptimizer(o.gpu, t);
     this.windows = trainingWindows(o.data, o.maxLength);
-    this.batchesPerEpoch = Math.ceil(this.windows.length / t.batchSize);
-    const fromEpochs = Math.ceil(t.epochs * this.batchesPerEpoch);
-    this.totalSteps = Math.max(1, t.maxSteps ? Math.min(t.maxSteps, fromEpochs) : fromEpochs);
+    ({ batchesPerEpoch: this.batchesPerEpoch, totalSteps: this.totalSteps } = trainingSchedule(this.windows.length, t));
   }
 
   get trainingWindows(): number {
@@ -176,7 +186,7 @@ export class Trainer {
     const lr = learningRate(this.state.step, { peak: t.lr, warmup: t.warmupSteps, total: this.totalSteps, minRatio: t.minLrRatio });
     const t0 = performance.now();
     const losses = tidy(gpu, () => {
-      const l = this.model.loss(batch);
+      const l = this.model.loss(batch, { train: true, step: this.state.step });
       backward(l.total);
       return [l.total, l.next, l.contrastive].map((x) => x?.keep() ?? null);
     });
