@@ -15,7 +15,15 @@ export type ErrorCode =
   | 'E_AUTOGRAD'
   | 'E_CONFIG'
   | 'E_ARGUMENT'
-  | 'E_DATA';
+  | 'E_DATA'
+  | 'E_PROTOCOL'
+  | 'E_AUTH'
+  | 'E_CLUSTER'
+  | 'E_DIVERGED'
+  | 'E_REQUEST'
+  | 'E_REDIS_UNAVAILABLE'
+  | 'E_NO_VERSION'
+  | 'E_JOB';
 
 export class PantherError extends Error {
   readonly code: ErrorCode;

@@ -7,7 +7,9 @@ import { doctor } from './doctor.js';
 import { benchKernels } from './bench-kernels.js';
 import { benchStep } from './bench-step.js';
 import { pretrain } from './pretrain.js';
+import { benchAllreduce, coordinatorCommand, pretrainCluster, wantsCluster, workerCommand } from './cluster-commands.js';
 import { evalCommand, experimentCommand, inspectCommand, tokenizeCommand } from './model-commands.js';
+import { benchServeCommand, embedCommand, fraudEvalCommand, jobsCommand, jobWorkerCommand, merchantsCommand, serveCommand } from './serve-commands.js';
 
 function configFrom(path: string | undefined): ClusterConfig {
   if (path) return loadClusterConfig(path);
@@ -36,7 +38,22 @@ export function buildCli(): Command {
     .option('--checkpoint-dir <dir>', 'where checkpoints, metrics and curves go (default: train.checkpointDir)')
     .option('--max-steps <n>', 'stop after this many steps', (v) => Number.parseInt(v, 10))
     .action(async (opts: { baseline?: boolean; resume?: boolean; checkpointDir?: string; maxSteps?: number }) => {
-      await pretrain(configFrom(program.opts().config), opts);
+      const config = configFrom(program.opts().config);
+      // cluster.workers: N >= 2 runs a coordinator here and N local worker processes.
+      if (wantsCluster(config)) await pretrainCluster(config, opts);
+      else await pretrain(config, opts);
+    });
+
+  program
+    .command('coordinator')
+    .description('coordinate data-parallel pretraining: wait for cluster.workers workers, drive the steps, checkpoint')
+    .option('--resume', 'continue from the last checkpoint in the checkpoint folder')
+    .option('--checkpoint-dir <dir>', 'where checkpoints, metrics and curves go (default: train.checkpointDir)')
+    .option('--max-steps <n>', 'stop after this many steps', (v) => Number.parseInt(v, 10))
+    .option('--host <host>', 'listen address (default: cluster.coordinator.host)')
+    .option('--port <port>', 'listen port (default: cluster.coordinator.port)', (v) => Number.parseInt(v, 10))
+    .action(async (opts: { resume?: boolean; checkpointDir?: string; maxSteps?: number; host?: string; port?: number }) => {
+      await coordinatorCommand(configFrom(program.opts().config), opts);
     });
 
   program
@@ -78,6 +95,82 @@ export function buildCli(): Command {
       await experimentCommand(configFrom(program.opts().config), opts);
     });
 
+  const int = (v: string) => Number.parseInt(v, 10);
+  program
+    .command('embed')
+    .description('enqueue an embedding regeneration (BullMQ flow: one job per user shard, a parent that flips the version)')
+    .requiredOption('--checkpoint <file>', 'the pretrained model')
+    .option('--users <file|all>', 'user ids, one per line, or all users of the data', 'all')
+    .option('--before <date>', 'read only events before this time (ISO)')
+    .option('--wait', 'run the jobs in this process and wait (always so without a configured Redis)')
+    .action(async (opts: { checkpoint: string; users: string; before?: string; wait?: boolean }) => {
+      await embedCommand(configFrom(program.opts().config), opts);
+    });
+
+  program
+    .command('worker')
+    .description('a worker process; --jobs: take embedding regeneration jobs from the queue')
+    .option('--jobs', 'consume embedding regeneration jobs')
+    .option('--coordinator <url>', 'join a pretraining coordinator at ws://HOST:PORT (or wss://)')
+    .option('--name <name>', 'name in the coordinator\'s logs')
+    .option('--secret-env <var>', 'environment variable holding the cluster secret', 'PANTHER_CLUSTER_SECRET')
+    .option('--ca <file>', 'PEM certificate to trust for wss (a self-signed coordinator certificate)')
+    .option('--listen <host>', 'address of this worker\'s ring port', '127.0.0.1')
+    .option('--advertise <host>', 'address ring neighbours connect to (default: --listen)')
+    .action(async (opts: { jobs?: boolean; coordinator?: string; name?: string; secretEnv?: string; ca?: string; listen?: string; advertise?: string }) => {
+      if (opts.coordinator) return workerCommand({ ...opts, coordinator: opts.coordinator });
+      if (!opts.jobs) throw new PantherError('E_ARGUMENT', 'say what the worker does: --coordinator URL or --jobs', 'worker');
+      await jobWorkerCommand(configFrom(program.opts().config));
+    });
+
+  program
+    .command('jobs')
+    .description('embedding regenerations: shards done, users done, users/s (with --watch, progress bars until they finish)')
+    .option('--watch', 'follow the running ones with progress bars')
+    .option('--limit <n>', 'versions to list', int, 10)
+    .action(async (opts: { watch?: boolean; limit: number }) => {
+      await jobsCommand(configFrom(program.opts().config), opts);
+    });
+
+  program
+    .command('serve')
+    .description('the HTTP fraud scorer over the cached embeddings and behaviour priors')
+    .option('--model <file>', 'discriminative model (panther fraud-eval --save-model)')
+    .option('--host <host>', 'address to listen on')
+    .option('--port <n>', 'port (0: any free one)', int)
+    .option('--checkpoint <file>', 'without a configured Redis: embed this model into a private one first')
+    .action(async (opts: { model?: string; host?: string; port?: number; checkpoint?: string }) => {
+      await serveCommand(configFrom(program.opts().config), opts);
+    });
+
+  program
+    .command('fraud-eval')
+    .description("the handbook protocol: (a) baseline features vs (b) plus the behaviour prior; AUC, AP, CP@100, recall at 0.1% / 1%, per scenario")
+    .option('--checkpoint <file>', 'pretrained model for (b) (pretrained on this data section: no look-ahead)')
+    .addOption(new Option('--prior <mode>', 'prior before each event (fresh) or as of the previous midnight (daily)').choices(['fresh', 'daily']).default('fresh'))
+    .option('--components <n>', 'PCA components of the embedding used as features', int, 8)
+    .option('--min-context <n>', 'events of history each prior reads at least (default half the window; the window length reproduces the cached prior exactly, slower)', int)
+    .option('--rounds <n>', 'boosting rounds', int)
+    .option('--save-model <file>', 'write the scoring model for panther serve')
+    .option('--json <file>', 'also write the results as JSON')
+    .action(async (opts: { checkpoint?: string; prior: 'fresh' | 'daily'; components: number; minContext?: number; rounds?: number; saveModel?: string; json?: string }) => {
+      await fraudEvalCommand(configFrom(program.opts().config), opts);
+    });
+
+  program
+    .command('merchants')
+    .description("rank terminals per day by how much their customers' events deviate from their own priors; precision@10/50 against the compromised ones")
+    .requiredOption('--checkpoint <file>', 'pretrained model')
+    .option('--from <date>', 'first day (default: the test window)')
+    .option('--days <n>', 'days to rank', int)
+    .option('--quantile <q>', 'quantile of the deviations', Number.parseFloat, 0.9)
+    .option('--min-events <n>', 'events (or customers) a terminal needs that day', int, 2)
+    .option('--lookback-days <n>', 'days of visits (visitors ranking) and of labels (label-rate baseline)', int, 7)
+    .option('--json <file>', 'also write the results as JSON')
+    .action(async (opts: { checkpoint: string; from?: string; days?: number; quantile: number; minEvents: number; lookbackDays: number; json?: string }) => {
+      await merchantsCommand(configFrom(program.opts().config), opts);
+    });
+
   const bench = program.command('bench').description('performance tests');
   bench
     .command('kernels')
@@ -91,6 +184,23 @@ export function buildCli(): Command {
     });
 
   bench
+    .command('allreduce')
+    .description('all-reduce bus bandwidth of 4 local workers next to raw loopback WebSocket throughput; steps/s and events/s on 1, 2, 4 workers')
+    .option('--workers <n>', 'workers in the all-reduce ring', (v) => Number.parseInt(v, 10), 4)
+    .option('--mib <n>', 'MiB all-reduced per repetition', (v) => Number.parseFloat(v), 16)
+    .option('--reps <n>', 'timed repetitions', (v) => Number.parseInt(v, 10), 5)
+    .option('--bucket-mib <n>', 'bucket size (default: cluster.bucketBytes)', (v) => Number.parseFloat(v))
+    .option('--train <list>', 'worker counts of the training runs ("" to skip)', '1,2,4')
+    .option('--steps <n>', 'steps per training run', (v) => Number.parseInt(v, 10), 20)
+    .addOption(new Option('--no-recovery', 'skip timing the recovery from a killed worker'))
+    .action(async (opts: { workers: number; mib: number; reps: number; bucketMib?: number; train: string; steps: number; recovery: boolean }) => {
+      const train = opts.train.split(',').filter(Boolean).map((v) => Number.parseInt(v, 10));
+      await benchAllreduce(configFrom(program.opts().config), {
+        workers: opts.workers, bytes: opts.mib * 2 ** 20, reps: opts.reps, bucketBytes: opts.bucketMib ? opts.bucketMib * 2 ** 20 : undefined, train, steps: opts.steps, recovery: opts.recovery,
+      });
+    });
+
+  bench
     .command('step')
     .description('time full training steps on the configured data and model, with the GPU time per kernel')
     .option('--steps <n>', 'timed steps', (v) => Number.parseInt(v, 10), 5)
@@ -98,6 +208,18 @@ export function buildCli(): Command {
     .option('--json', 'print JSON')
     .action(async (opts: { steps: number; baseline?: boolean; json?: boolean }) => {
       await benchStep(configFrom(program.opts().config), opts);
+    });
+
+  bench
+    .command('serve')
+    .description('latency of panther serve at a fixed request rate, with a real HTTP load generator on loopback (p50/p99)')
+    .option('--model <file>', 'discriminative model (panther fraud-eval --save-model)')
+    .option('--rate <n>', 'requests per second', int, 1000)
+    .option('--seconds <n>', 'measured seconds', int, 10)
+    .option('--connections <n>', 'HTTP connections', int, 16)
+    .option('--json <file>', 'also write the figures as JSON')
+    .action(async (opts: { model?: string; rate: number; seconds: number; connections: number; json?: string }) => {
+      await benchServeCommand(configFrom(program.opts().config), { ...opts, configPath: program.opts().config });
     });
 
   return program;

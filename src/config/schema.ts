@@ -1,6 +1,8 @@
 import { z } from 'zod';
+import { ClusterSchema } from '../cluster/config.js';
 import { DataSchema } from '../data/config.js';
 import { ModelSchema } from '../model/config.js';
+import { JobsSchema, ServeSchema } from '../serve/config.js';
 import { TrainSchema } from '../train/config.js';
 
 /**
@@ -31,6 +33,8 @@ export const ClusterConfigSchema = z.strictObject({
   data: DataSchema.prefault({}),
   model: ModelSchema,
   train: TrainSchema.prefault({}),
+  jobs: JobsSchema, serve: ServeSchema,
+  cluster: ClusterSchema,
 });
 
 export type ClusterConfig = z.infer<typeof ClusterConfigSchema>;

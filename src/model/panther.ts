@@ -82,7 +82,9 @@ class Block {
     this.ln1g = store.create(`${name}.ln1.weight`, [d], { kind: 'constant', value: 1 });
     this.ln1b = store.create(`${name}.ln1.bias`, [d], { kind: 'constant', value: 0 });
     this.q = new Linear(store, `${name}.attn.q`, d, d);
-    this.k = new Linear(store, `${name}.attn.k`, d, d);
+    // A key bias shifts every score of a row by the same amount, which softmax ignores: it
+    // would only collect rounding noise for AdamW to amplify.
+    this.k = new Linear(store, `${name}.attn.k`, d, d, { bias: false });
     this.v = new Linear(store, `${name}.attn.v`, d, d);
     this.o = new Linear(store, `${name}.attn.o`, d, d, { std: 0.02 / Math.sqrt(2 * c.layers) });
     if (c.sprm.enabled) {

@@ -36,13 +36,33 @@ export interface CheckpointMeta {
  * optimizer tensors are `optimizer.m.<name>`, `optimizer.v.<name>`, `optimizer.step.<name>`.
  */
 export async function saveCheckpoint(path: string, model: PantherModel, optimizer: AdamW | null, meta: CheckpointMeta): Promise<void> {
-  const tensors = new Map<string, StTensor>();
+  const host: HostTrainingState = { params: new Map(), optimizer: optimizer ? { stepCount: optimizer.stepCount, states: new Map() } : null };
   for (const [name, p] of model.store.params) {
-    tensors.set(name, stTensor(await p.readF32(), [...p.shape]));
+    host.params.set(name, { data: await p.readF32(), shape: [...p.shape] });
     if (optimizer) {
       const s = optimizer.stateOf(p);
-      tensors.set(`optimizer.m.${name}`, stTensor(await s.m.readF32(), [...p.shape]));
-      tensors.set(`optimizer.v.${name}`, stTensor(await s.v.readF32(), [...p.shape]));
+      host.optimizer!.states.set(name, { m: await s.m.readF32(), v: await s.v.readF32(), step: s.step });
+    }
+  }
+  writeCheckpoint(path, host, meta);
+}
+
+/** Parameters and optimizer state on the host (a replica's, pulled over the network). */
+export interface HostTrainingState {
+  params: Map<string, { data: Float32Array; shape: number[] }>;
+  optimizer: { stepCount: number; states: Map<string, { m: Float32Array; v: Float32Array; step: number }> } | null;
+}
+
+/** Writes a checkpoint from host arrays (same file as saveCheckpoint), atomically. */
+export function writeCheckpoint(path: string, host: HostTrainingState, meta: CheckpointMeta): void {
+  const tensors = new Map<string, StTensor>();
+  for (const [name, p] of host.params) {
+    tensors.set(name, stTensor(p.data, [...p.shape]));
+    if (host.optimizer) {
+      const s = host.optimizer.states.get(name);
+      if (!s) throw new PantherError('E_ARGUMENT', `no optimizer state for '${name}'`, path);
+      tensors.set(`optimizer.m.${name}`, stTensor(s.m, [...p.shape]));
+      tensors.set(`optimizer.v.${name}`, stTensor(s.v, [...p.shape]));
       tensors.set(`optimizer.step.${name}`, stTensor(Int32Array.of(s.step)));
     }
   }
@@ -53,7 +73,7 @@ export async function saveCheckpoint(path: string, model: PantherModel, optimize
     state: JSON.stringify(meta.state),
     model: meta.model,
     ...(meta.info ? { info: meta.info } : {}),
-    ...(optimizer ? { optimizerSteps: String(optimizer.stepCount) } : {}),
+    ...(host.optimizer ? { optimizerSteps: String(host.optimizer.stepCount) } : {}),
   });
 }
 

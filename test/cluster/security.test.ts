@@ -1,0 +1,63 @@
+import { execFileSync, spawnSync } from 'node:child_process';
+import { mkdtempSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { WebSocket } from 'ws';
+import { startLocalWorkers, type LocalWorker } from '../../src/cluster/local.js';
+import { events, runCluster, SECRET_ENV, stepLines, tinyConfig } from './support.js';
+
+const hasOpenssl = spawnSync('openssl', ['version']).status === 0;
+
+/** Connects without the CA (or over plain ws) and reports how it failed. */
+function tryConnect(url: string): Promise<string> {
+  return new Promise((resolve) => {
+    const ws = new WebSocket(url);
+    ws.on('error', (err) => resolve(err.message));
+    ws.on('open', () => {
+      ws.terminate();
+      resolve('opened');
+    });
+  });
+}
+
+describe('cluster security', () => {
+  const root = mkdtempSync(join(tmpdir(), 'panther-sec-'));
+
+  // The only test that may skip: it needs openssl to make a self-signed certificate.
+  it.skipIf(!hasOpenssl)('trains over wss with a self-signed certificate; refuses plain ws, unknown CAs and a wrong secret', async () => {
+    const cert = join(root, 'cert.pem');
+    const key = join(root, 'key.pem');
+    execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', key, '-out', cert, '-days', '1', '-subj', '/CN=127.0.0.1', '-addext', 'subjectAltName=IP:127.0.0.1'], { stdio: 'ignore' });
+    const config = tinyConfig(root, 'tls', { train: { maxSteps: 6 }, cluster: { tls: { cert, key } } });
+    const probes: Record<string, string> = {};
+    let intruder: LocalWorker | null = null;
+    const run = await runCluster(config, 2, {
+      ca: cert,
+      hooks: (ctx) => ({
+        onStepStart: async ({ step, attempt }) => {
+          if (step !== 3 || attempt !== 1) return;
+          expect(ctx.url).toMatch(/^wss:\/\/127\.0\.0\.1:\d+$/);
+          probes.plain = await tryConnect(ctx.url.replace('wss:', 'ws:'));
+          probes.untrusted = await tryConnect(ctx.url);
+          // A worker with the wrong secret is refused and exits with the reason.
+          [intruder] = startLocalWorkers({ url: ctx.url, count: 1, first: 9, secretEnv: SECRET_ENV, secret: 'not-the-cluster-secret-at-all', ca: cert, logDir: join(root, 'intruder') });
+          expect(await intruder.exited).toBe(1);
+        },
+      }),
+    });
+    expect(run.summary.steps).toBe(6);
+    expect(stepLines(config.train.checkpointDir)).toHaveLength(6);
+    expect(events(config.train.checkpointDir).filter((e) => e.kind === 'join')).toHaveLength(2);
+    expect(probes.plain).not.toBe('opened');
+    expect(probes.untrusted).toMatch(/self[- ]signed certificate/);
+    expect(readFileSync(intruder!.log!, 'utf8')).toMatch(/E_AUTH: wss:\/\/127\.0\.0\.1:\d+: rejected by coordinator: authentication failed: the shared secret does not match/);
+    expect(run.logs.some((l) => String(l.msg).startsWith('authentication failed'))).toBe(true);
+  }, 300_000);
+
+  it('a worker without the secret in its environment says which variable to set', () => {
+    const r = spawnSync(process.execPath, ['--import', 'tsx', 'worker/main.ts', '--coordinator', 'ws://127.0.0.1:9', '--secret-env', 'PANTHER_UNSET_SECRET_VAR'], { encoding: 'utf8', env: { ...process.env, PANTHER_UNSET_SECRET_VAR: '' } });
+    expect(r.status).toBe(1);
+    expect(r.stderr).toMatch(/E_AUTH: env PANTHER_UNSET_SECRET_VAR: the shared cluster secret is not set: export PANTHER_UNSET_SECRET_VAR=/);
+  }, 60_000);
+});
