@@ -12,13 +12,22 @@ import { workerSlots } from '../cluster/config.js';
 import { Coordinator, type ClusterSummary } from '../cluster/coordinator.js';
 import { startLocalWorkers, stopLocalWorkers } from '../cluster/local.js';
 import { runWorker } from '../cluster/worker.js';
-import { formatEvaluation, type PretrainOptions } from './pretrain.js';
+import type { TrainSummary } from '../train/trainer.js';
+import { formatEvaluation, pretrain, type PretrainOptions } from './pretrain.js';
 
 /**
  * The cluster's commands: `panther coordinator`, `panther worker`, the `cluster.workers: N`
  * path of `panther pretrain` (a coordinator in this process and N local worker processes),
  * and `panther bench allreduce`.
  */
+
+/**
+ * Pretraining as `cluster.yaml` asks for it: a coordinator here and N local worker
+ * processes when `cluster.workers` is 2 or more, else this process alone.
+ */
+export async function runPretraining(config: ClusterConfig, opts: PretrainOptions): Promise<TrainSummary> {
+  return wantsCluster(config) ? pretrainCluster(config, opts) : pretrain(config, opts);
+}
 
 /** True when `panther pretrain` should run data-parallel (two or more workers configured). */
 export function wantsCluster(config: ClusterConfig): boolean {
@@ -99,7 +108,7 @@ export async function pretrainCluster(config: ClusterConfig, opts: PretrainOptio
   try {
     const summary = await coordinator.run();
     bar?.stop();
-    process.stdout.write(`${summaryLines(summary, Boolean(opts.baseline)).join('\n')}\n`);
+    if (!opts.quiet) process.stdout.write(`${summaryLines(summary, Boolean(opts.baseline)).join('\n')}\n`);
     return summary;
   } finally {
     bar?.stop();
@@ -128,7 +137,7 @@ export async function coordinatorCommand(config: ClusterConfig, opts: Coordinato
   process.stderr.write(`coordinator at ${url}: start ${slots.length} workers with  ${config.cluster.secretEnv}=... panther worker --coordinator ${url}\n`);
   try {
     const summary = await coordinator.run();
-    process.stdout.write(`${summaryLines(summary, Boolean(opts.baseline)).join('\n')}\n`);
+    if (!opts.quiet) process.stdout.write(`${summaryLines(summary, Boolean(opts.baseline)).join('\n')}\n`);
     return summary;
   } finally {
     await coordinator.close();

@@ -6,8 +6,7 @@ import { PantherError } from '../errors.js';
 import { doctor } from './doctor.js';
 import { benchKernels } from './bench-kernels.js';
 import { benchStep } from './bench-step.js';
-import { pretrain } from './pretrain.js';
-import { benchAllreduce, coordinatorCommand, pretrainCluster, wantsCluster, workerCommand } from './cluster-commands.js';
+import { benchAllreduce, coordinatorCommand, runPretraining, workerCommand } from './cluster-commands.js';
 import { evalCommand, experimentCommand, inspectCommand, tokenizeCommand } from './model-commands.js';
 import { benchServeCommand, embedCommand, fraudEvalCommand, jobsCommand, jobWorkerCommand, merchantsCommand, serveCommand } from './serve-commands.js';
 
@@ -39,9 +38,7 @@ export function buildCli(): Command {
     .option('--max-steps <n>', 'stop after this many steps', (v) => Number.parseInt(v, 10))
     .action(async (opts: { baseline?: boolean; resume?: boolean; checkpointDir?: string; maxSteps?: number }) => {
       const config = configFrom(program.opts().config);
-      // cluster.workers: N >= 2 runs a coordinator here and N local worker processes.
-      if (wantsCluster(config)) await pretrainCluster(config, opts);
-      else await pretrain(config, opts);
+      await runPretraining(config, opts);
     });
 
   program

@@ -15,7 +15,8 @@ import { noGrad } from '../tensor/tape.js';
 import { tidy } from '../tensor/tensor.js';
 import { readCheckpoint, restoreCheckpoint } from '../train/checkpoint.js';
 import { evaluateRanking, type Evaluation } from '../train/evaluate.js';
-import { formatEvaluation, pretrain } from './pretrain.js';
+import { runPretraining } from './cluster-commands.js';
+import { formatEvaluation } from './pretrain.js';
 
 /** Rebuilds the model a checkpoint was trained as, on data prepared the same way. */
 export function modelFromCheckpoint(gpu: Gpu, path: string, data: PreparedData): PantherModel {
@@ -152,8 +153,8 @@ export async function tokenizeCommand(config: ClusterConfig, o: { user?: string;
 export async function experimentCommand(config: ClusterConfig, o: { out: string }): Promise<Comparison> {
   mkdirSync(o.out, { recursive: true });
   const runs = { model: join(o.out, 'panther'), baseline: join(o.out, 'baseline') };
-  const model = await pretrain(config, { checkpointDir: runs.model, quiet: true });
-  const baseline = await pretrain(config, { checkpointDir: runs.baseline, baseline: true, quiet: true });
+  const model = await runPretraining(config, { checkpointDir: runs.model, quiet: true });
+  const baseline = await runPretraining(config, { checkpointDir: runs.baseline, baseline: true, quiet: true });
   const c: Comparison = { model: model.test!, baseline: baseline.test!, hr1Gain: baseline.test!.hr1 > 0 ? model.test!.hr1 / baseline.test!.hr1 - 1 : null };
   const report = {
     data: config.data.source,

@@ -58,6 +58,86 @@ export function gradientLayout(sizes: readonly number[], bucketBytes: number): G
   return { offsets, total, buckets };
 }
 
+/** Sends one bucket of the flat gradient buffer through the all-reduce, in place. */
+export type ReduceBucket = (bucket: number, values: Float32Array) => Promise<void>;
+
+/**
+ * The flat gradient buffer of one step, filled and reduced bucket by bucket while the
+ * backward pass runs: as soon as backward has finished every parameter of a bucket, their
+ * gradients are read back (the readback flushes what is recorded so far, so the GPU starts
+ * on it) and the bucket goes into the all-reduce while the GPU computes the rest. The
+ * flags bucket goes last, once every parameter is known to have a gradient or not. The
+ * values reduced are the same as when every bucket starts after backward; only the timing
+ * differs.
+ */
+export class GradientStream {
+  readonly flat: Float32Array;
+  private readonly index = new Map<Tensor, number>();
+  private readonly bucketOf: number[];
+  private readonly remaining: number[];
+  private readonly reads: (Promise<void> | null)[];
+  private readonly started: Promise<void>[] = [];
+
+  constructor(private readonly params: readonly Tensor[], private readonly layout: GradientLayout, private readonly reduce: ReduceBucket) {
+    this.flat = new Float32Array(layout.total + params.length);
+    params.forEach((p, i) => this.index.set(p, i));
+    const gradientBuckets = layout.buckets.length - 1;
+    this.bucketOf = layout.offsets.map((o) => layout.buckets.findIndex((b, j) => j < gradientBuckets && o >= b.start && o < b.end));
+    this.remaining = new Array<number>(gradientBuckets).fill(0);
+    params.forEach((p, i) => {
+      // An empty parameter sits at the next one's offset; it belongs to no bucket.
+      if (p.size > 0 && this.bucketOf[i] >= 0) this.remaining[this.bucketOf[i]]++;
+    });
+    this.reads = params.map(() => null);
+  }
+
+  /** Backward's leaf hook: parameter `t`'s gradient is final. */
+  readonly leafDone = (t: Tensor): void => {
+    const i = this.index.get(t);
+    if (i !== undefined) this.finishParameter(i);
+  };
+
+  private finishParameter(i: number): void {
+    if (this.reads[i]) return;
+    const p = this.params[i];
+    const { offsets, total } = this.layout;
+    const g = p.grad;
+    this.reads[i] = g
+      ? g.readF32().then((values) => {
+        this.flat.set(values, offsets[i]);
+        this.flat[total + i] = 1;
+      })
+      : Promise.resolve();
+    const b = this.bucketOf[i];
+    if (p.size > 0 && b >= 0 && --this.remaining[b] === 0) this.startBucket(b);
+  }
+
+  private startBucket(b: number): void {
+    const members = this.params.map((_, i) => i).filter((i) => this.bucketOf[i] === b);
+    const { start, end } = this.layout.buckets[b];
+    this.track(Promise.all(members.map((i) => this.reads[i])).then(() => this.reduce(b, this.flat.subarray(start, end))));
+  }
+
+  private track(p: Promise<void>): void {
+    // Rejections surface from finish(); until then they must not count as unhandled.
+    p.catch(() => undefined);
+    this.started.push(p);
+  }
+
+  /**
+   * After backward: parameters it never reached have no gradient; their buckets and the
+   * flags bucket start now. Resolves with the reduced buffer when every bucket is back.
+   */
+  async finish(): Promise<Float32Array> {
+    for (let i = 0; i < this.params.length; i++) this.finishParameter(i);
+    const flags = this.layout.buckets.length - 1;
+    const { start, end } = this.layout.buckets[flags];
+    this.track(Promise.all(this.reads).then(() => this.reduce(flags, this.flat.subarray(start, end))));
+    await Promise.all(this.started);
+    return this.flat;
+  }
+}
+
 /** Runs `fn` with a tensor scope that stays open across awaits; disposes what it made. */
 async function scoped<T>(gpu: Gpu, fn: () => Promise<T>): Promise<T> {
   const ctx = contextOf(gpu);
@@ -113,7 +193,7 @@ export class Replica {
    * embeddings, computes the same loss, and backpropagates into its own rows only.
    * `stepIndex` is the Trainer's 0-based step (it seeds dropout).
    */
-  async computeShard(shard: Shard, gather: GatherRows, stepIndex: number): Promise<{ next: number; contrastive: number | null }> {
+  async computeShard(shard: Shard, gather: GatherRows, stepIndex: number, stream?: GradientStream): Promise<{ next: number; contrastive: number | null }> {
     const { model } = this;
     const pc = this.config.profile;
     const B = shard.globalRows;
@@ -150,23 +230,15 @@ export class Replica {
         contrastive = infoNCELoss(Z, null, positives!, pc.temperature);
         total = axpby(next, contrastive, 1, pc.contrastiveWeight);
       }
-      backward(total);
+      backward(total, undefined, stream?.leafDone);
       const [n, c] = await Promise.all([next.read(), contrastive ? contrastive.read() : Promise.resolve(null)]);
       return { next: n[0], contrastive: c ? c[0] : null };
     });
   }
 
-  /** This replica's gradients in the flat layout, with a 1 flag for each parameter that has one. */
-  async gradients(): Promise<Float32Array> {
-    const { offsets, total } = this.layout;
-    const flat = new Float32Array(total + this.params.length);
-    const grads = await Promise.all(this.params.map((p) => (p.grad ? p.grad.readF32() : Promise.resolve(null))));
-    grads.forEach((g, i) => {
-      if (!g) return;
-      flat.set(g, offsets[i]);
-      flat[total + i] = 1;
-    });
-    return flat;
+  /** A step's gradient buffer in the flat layout, each bucket handed to `reduce` as soon as backward has finished it. */
+  gradientStream(reduce: ReduceBucket): GradientStream {
+    return new GradientStream(this.params, this.layout, reduce);
   }
 
   /** Installs the summed gradients; a parameter no replica gave a gradient to gets none. */

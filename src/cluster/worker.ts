@@ -288,17 +288,18 @@ export class WorkerNode {
       const shard = shardOf(replica.data, replica.windows, indices, assignment, link.rank, link.size, config.data.maxLength);
       let reduced: Outgoing<'reduced'> | null = null;
       try {
-        const losses = await replica.computeShard(shard, (mine, lengths) => ringAllGather(link, mine, lengths, { step: m.step, attempt: m.attempt, op: 0 }), m.step - 1);
-        const flat = await replica.gradients();
         if (this.faultAt('bad-chunk', m.step) && link.size > 1) {
           this.log.warn({ step: m.step }, 'fault injection: sending a ring chunk of the wrong size');
           link.truncateNext = { step: m.step, op: 1, round: 0 };
         }
+        // Each bucket enters the ring as soon as backward has finished it (op 0 is the gather).
+        const stream = replica.gradientStream((b, values) => ringAllReduce(link, values, { step: m.step, attempt: m.attempt, op: 1 + b }));
+        const losses = await replica.computeShard(shard, (mine, lengths) => ringAllGather(link, mine, lengths, { step: m.step, attempt: m.attempt, op: 0 }), m.step - 1, stream);
         if (this.faultAt('drop-link', m.step) && link.size > 1) {
           this.log.warn({ step: m.step }, 'fault injection: dropping the connection to the right neighbour');
           link.dropRight();
         }
-        await Promise.all(replica.layout.buckets.map((b, i) => ringAllReduce(link, flat.subarray(b.start, b.end), { step: m.step, attempt: m.attempt, op: 1 + i })));
+        const flat = await stream.finish();
         replica.setGradients(flat);
         reduced = { t: 'reduced', step: m.step, attempt: m.attempt, next: losses.next, contrastive: losses.contrastive, rows: shard.rows.length };
       } catch (err) {

@@ -56,6 +56,29 @@ export interface BackwardOptions {
   accumulate: (into: Tensor, add: Tensor) => void;
   seed: (like: Tensor) => Tensor;
   copy: (t: Tensor) => Tensor;
+  /**
+   * Called once per leaf (a tensor no op produced, such as a parameter) as soon as its
+   * gradient is final: the walk has passed the earliest op that reads it. Its `.grad` is
+   * then complete (or null when no gradient reached it), while the dispatches for the rest
+   * of the walk are still being recorded.
+   */
+  onLeafDone?: (leaf: Tensor) => void;
+}
+
+/** For each tape index, the leaves (parameters and other inputs) whose earliest reader it is. */
+function leavesFinishedAt(tape: readonly TapeNode[], last: number): Map<number, Tensor[]> {
+  const seen = new Set<Tensor>();
+  const at = new Map<number, Tensor[]>();
+  for (let i = 0; i <= last; i++) {
+    for (const t of tape[i].inputs) {
+      if (t.producer || !t.requiresGrad || seen.has(t)) continue;
+      seen.add(t);
+      const list = at.get(i);
+      if (list) list.push(t);
+      else at.set(i, [t]);
+    }
+  }
+  return at;
 }
 
 /**
@@ -75,6 +98,10 @@ export function runBackward(loss: Tensor, opts: BackwardOptions, gradient?: Tens
   if (lastIndex < 0) throw new PantherError('E_AUTOGRAD', 'the tensor was not produced on the current tape', loss.describe());
   const intermediateGrads = new Set<Tensor>();
   const assigned = new Set<Tensor>();
+  const finished = opts.onLeafDone ? leavesFinishedAt(tape, lastIndex) : null;
+  const leavesDone = (i: number): void => {
+    for (const leaf of finished?.get(i) ?? []) opts.onLeafDone!(leaf);
+  };
   noGrad(gpu, () => {
     if (gradient) {
       if (gradient.size !== loss.size) throw new PantherError('E_SHAPE', `seed gradient has ${gradient.size} elements, loss has ${loss.size}`, 'backward');
@@ -86,7 +113,10 @@ export function runBackward(loss: Tensor, opts: BackwardOptions, gradient?: Tens
     for (let i = lastIndex; i >= 0; i--) {
       const node = tape[i];
       const gOut = node.outputs.map((o) => o.grad);
-      if (gOut.every((g) => g === null)) continue;
+      if (gOut.every((g) => g === null)) {
+        leavesDone(i);
+        continue;
+      }
       tidy(gpu, () => {
         const gIn = node.backward(gOut);
         node.inputs.forEach((input, j) => {
@@ -112,6 +142,7 @@ export function runBackward(loss: Tensor, opts: BackwardOptions, gradient?: Tens
           o.grad = null;
         }
       }
+      leavesDone(i);
     }
   });
   tape.length = 0;

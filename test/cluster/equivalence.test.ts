@@ -31,7 +31,8 @@ describe('data-parallel pretraining on worker processes', () => {
   }, 300_000);
 
   it.each([1, 2, 4])('%i workers train the same parameters and losses as one process', async (n) => {
-    const config = tinyConfig(root, `workers-${n}`);
+    // Small buckets: several of them go into the ring while backward is still running.
+    const config = tinyConfig(root, `workers-${n}`, { cluster: { bucketBytes: 4096 } });
     const run = await runCluster(config, n);
     expect(run.summary.steps).toBe(20);
     expect(run.summary.workers).toBe(n);

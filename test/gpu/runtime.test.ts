@@ -76,6 +76,35 @@ describe('gpu runtime', () => {
     expect(Array.from(await x.grad!.read())).toEqual([5, 7, 9]);
   });
 
+  it('reports each leaf once, as soon as its gradient is final, before the rest of backward', async () => {
+    const g = gpu();
+    const a = tensorFrom(g, [1, 2], [2]).requireGrad();
+    const b = tensorFrom(g, [3, 4], [2]).requireGrad();
+    const c = tensorFrom(g, [5, 6], [2]).requireGrad();
+    const unused = tensorFrom(g, [7, 8], [2]).requireGrad();
+    // a is read first and last; b and c only by the last ops: they are final before a.
+    const h = mul(a, a);
+    const y = add(mul(add(h, b), c), a);
+    const seen: { leaf: string; grad: number[] | null }[] = [];
+    const names = new Map([[a, 'a'], [b, 'b'], [c, 'c'], [unused, 'unused']]);
+    const reads: Promise<void>[] = [];
+    backward(y, undefined, (leaf) => {
+      const entry = { leaf: names.get(leaf)!, grad: null as number[] | null };
+      seen.push(entry);
+      // Read right away: the value must already be the final one.
+      reads.push(leaf.grad!.readF32().then((v) => { entry.grad = Array.from(v); }));
+    });
+    await Promise.all(reads);
+    expect(seen.map((e) => e.leaf).sort()).toEqual(['a', 'b', 'c']);
+    expect(seen[seen.length - 1].leaf).toBe('a');
+    const byName = Object.fromEntries(seen.map((e) => [e.leaf, e.grad]));
+    // y = (a^2 + b) c + a: dy/da = 2ac + 1, dy/db = c, dy/dc = a^2 + b.
+    expect(byName.a).toEqual([11, 25]);
+    expect(byName.b).toEqual([5, 6]);
+    expect(byName.c).toEqual([4, 8]);
+    expect(unused.grad).toBeNull();
+  });
+
   it('refuses buffers over maxStorageBufferBindingSize before allocating', () => {
     const g = gpu();
     const n = Math.floor(g.maxStorageBinding / 4) + 1;
