@@ -69,8 +69,8 @@ export async function benchAllreduce(config: ClusterConfig, o: BenchOptions = {}
   const bucketBytes = o.bucketBytes ?? config.cluster.bucketBytes;
   const maxPayload = Math.max(config.cluster.maxPayload, 2 * bucketBytes + 1024);
   const pool = new WorkerPool({
-    host: '127.0.0.1', port: 0, secret, maxPayload, heartbeatTimeoutMs: 60_000, readyTimeoutMs: 60_000, capacity: N, log,
-    setupFor: () => ({ mode: 'bench', config: null, gpu: null, dataKey: null, baseDir: null, heartbeatMs: 1000, maxPayload, bucketBytes }),
+    host: '127.0.0.1', port: 0, secret, maxPayload, heartbeatTimeoutMs: 60_000, heartbeatMs: 1000, readyTimeoutMs: 60_000, capacity: N, log,
+    setupFor: () => ({ mode: 'bench', config: null, gpu: null, dataKey: null, baseDir: null, heartbeatMs: 1000, heartbeatTimeoutMs: 60_000, maxPayload, bucketBytes }),
     checkReady: () => null, isStale: () => false,
     onUnsolicited: (m, msg) => { if (msg.t === 'failed') pool.evict(m, msg.message); },
   });

@@ -120,6 +120,7 @@ export class Coordinator {
       secret: o.secret,
       maxPayload: this.cluster.maxPayload,
       heartbeatTimeoutMs: this.cluster.heartbeat.timeoutMs,
+      heartbeatMs: this.cluster.heartbeat.intervalMs,
       readyTimeoutMs: this.cluster.joinTimeoutMs,
       capacity: this.expected,
       log: o.log,
@@ -130,6 +131,8 @@ export class Coordinator {
         dataKey: this.dataKey,
         baseDir: o.baseDir ?? process.cwd(),
         heartbeatMs: this.cluster.heartbeat.intervalMs,
+        // Workers give a frozen coordinator more slack than it gives them: it may pause to write a checkpoint.
+        heartbeatTimeoutMs: Math.max(3 * this.cluster.heartbeat.timeoutMs, 30_000),
         maxPayload: this.cluster.maxPayload,
         bucketBytes: this.cluster.bucketBytes,
       }),

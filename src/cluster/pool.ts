@@ -33,6 +33,8 @@ export interface PoolOptions {
   secret: string;
   maxPayload: number;
   heartbeatTimeoutMs: number;
+  /** How often the coordinator sends its own heartbeat to every member (workers watch for it). */
+  heartbeatMs: number;
   /** How long a joining worker may take to set up (load data, build the replica). */
   readyTimeoutMs: number;
   capacity: number;
@@ -68,6 +70,8 @@ export class WorkerPool {
   private nextId = 1;
   private readonly collectors = new Set<Collector>();
   private watchdog: NodeJS.Timeout | null = null;
+  private beat: NodeJS.Timeout | null = null;
+  private beats = 0;
   private checkPeriod = 1000;
   private lastCheck = 0;
   private joinWaiters: (() => void)[] = [];
@@ -94,6 +98,10 @@ export class WorkerPool {
     this.checkPeriod = Math.max(50, Math.floor(this.o.heartbeatTimeoutMs / 4));
     this.lastCheck = Date.now();
     this.watchdog = setInterval(() => this.checkHeartbeats(), this.checkPeriod);
+    this.beat = setInterval(() => {
+      const seq = this.beats++ % 2 ** 31;
+      for (const m of this.live()) m.channel.send({ t: 'heartbeat', seq });
+    }, this.o.heartbeatMs);
     this.o.log.info({ url: this.listener.url }, 'coordinator listening');
     return this.listener.url;
   }
@@ -288,6 +296,7 @@ export class WorkerPool {
   async shutdown(reason: string): Promise<void> {
     this.closing = true;
     if (this.watchdog) clearInterval(this.watchdog);
+    if (this.beat) clearInterval(this.beat);
     const closed = this.live().map((m) => new Promise<void>((r) => {
       m.channel.onClose(() => r());
       setTimeout(r, 5000).unref();

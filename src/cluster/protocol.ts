@@ -35,6 +35,8 @@ const Setup = z.strictObject({
   dataKey: z.string().max(128).nullable(),
   baseDir: z.string().max(4096).nullable(),
   heartbeatMs: z.int().min(1).max(600_000),
+  /** Silence from the coordinator (its heartbeats included) after which the worker gives up. */
+  heartbeatTimeoutMs: z.int().min(1).max(3_600_000),
   maxPayload: z.int().min(1024),
   bucketBytes: z.int().min(16),
 });
@@ -51,7 +53,7 @@ export const MESSAGES = {
   // handshake (both channels)
   challenge: message('challenge', 1, { purpose: z.enum(['control', 'ring']), identity: id, nonce }),
   auth: message('auth', 1, { identity: id, gen: count, nonce, proof: nonce }),
-  welcome: message('welcome', 1, { proof: nonce, workerId: id, setup: Setup }),
+  welcome: message('welcome', 2, { proof: nonce, workerId: id, setup: Setup }),
   'peer-welcome': message('peer-welcome', 1, { proof: nonce }),
   rejected: message('rejected', 1, { code: z.string().max(64), reason: z.string().max(2000) }),
   // worker -> coordinator
@@ -121,7 +123,7 @@ export const ACCEPTS = {
   coordinatorHandshake: ['auth'],
   coordinator: ['ready', 'heartbeat', 'ring-ready', 'reduced', 'applied', 'ring-broken', 'evaluation', 'failed', 'bench-result', 'state-part', 'state-end', 'state-loaded'],
   workerHandshake: ['challenge', 'welcome', 'rejected'],
-  worker: ['ring', 'step', 'commit', 'abort', 'get-state', 'evaluate', 'bench', 'shutdown', 'state-part', 'state-end'],
+  worker: ['heartbeat', 'ring', 'step', 'commit', 'abort', 'get-state', 'evaluate', 'bench', 'shutdown', 'state-part', 'state-end'],
   ringServerHandshake: ['auth'],
   /** The ring port accepts the right neighbour, which sends nothing on it. */
   ringServer: [],

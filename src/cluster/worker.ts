@@ -56,6 +56,8 @@ export class WorkerNode {
   private inflight: InFlight | null = null;
   private readonly aborted = new Set<string>();
   private heartbeat: NodeJS.Timeout | null = null;
+  private watchdog: NodeJS.Timeout | null = null;
+  private coordinatorSeen = 0;
   private assembler: StateAssembler | null = null;
   private shuttingDown = false;
   private finished!: Promise<void>;
@@ -107,9 +109,13 @@ export class WorkerNode {
     });
     let seq = 0;
     this.heartbeat = setInterval(() => channel.send({ t: 'heartbeat', seq: seq++ }), setup.heartbeatMs);
-    channel.onMessage((m) => this.onMessage(m));
+    channel.onMessage((m) => {
+      this.coordinatorSeen = Date.now();
+      this.onMessage(m);
+    });
     try {
       await this.setUp(setup);
+      this.watchCoordinator(setup.heartbeatTimeoutMs);
     } catch (err) {
       // Tell the coordinator why (it logs it), then leave.
       const e = err as Error;
@@ -155,8 +161,36 @@ export class WorkerNode {
     this.log.info({ id: this.id, port, adapter, windows }, 'ready');
   }
 
+  /**
+   * A coordinator that is frozen (not gone: its connection stays open) stops sending its
+   * heartbeats; after `timeoutMs` of silence the worker leaves with an error instead of
+   * waiting for ever. A pause of this process itself (a long pipeline compilation) does
+   * not count: the clock restarts when the check itself ran late.
+   */
+  private watchCoordinator(timeoutMs: number): void {
+    const period = Math.max(50, Math.floor(timeoutMs / 4));
+    let last = Date.now();
+    this.coordinatorSeen = last;
+    this.watchdog = setInterval(() => {
+      const now = Date.now();
+      const late = now - last > 2 * period;
+      last = now;
+      if (late) {
+        this.coordinatorSeen = Math.max(this.coordinatorSeen, now);
+        return;
+      }
+      const silent = now - this.coordinatorSeen;
+      if (silent > timeoutMs && !this.shuttingDown) {
+        this.log.error({ silentMs: silent, timeoutMs }, 'the coordinator stopped answering');
+        this.finish(new PantherError('E_CLUSTER', `the coordinator has been silent for ${silent} ms (heartbeat timeout ${timeoutMs} ms)`, this.o.url));
+      }
+    }, period);
+  }
+
   private onMessage(m: Message): void {
     switch (m.t) {
+      case 'heartbeat':
+        return;
       case 'commit':
       case 'abort': {
         const f = this.inflight;
@@ -363,6 +397,7 @@ export class WorkerNode {
 
   private async cleanup(): Promise<void> {
     if (this.heartbeat) clearInterval(this.heartbeat);
+    if (this.watchdog) clearInterval(this.watchdog);
     this.link?.close();
     await this.server?.close();
     this.replica?.dispose();

@@ -1,0 +1,45 @@
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { pino } from 'pino';
+import { afterAll, describe, expect, it } from 'vitest';
+import { startLocalWorkers, stopLocalWorkers, type LocalWorker } from '../../src/cluster/local.js';
+import { WorkerPool } from '../../src/cluster/pool.js';
+import { SECRET, SECRET_ENV } from './support.js';
+
+/** A coordinator's membership alone (bench set-up: no data, no GPU) sending heartbeats every `beatMs`. */
+function pool(beatMs: number, workerTimeoutMs: number): WorkerPool {
+  const maxPayload = 1 << 20;
+  return new WorkerPool({
+    host: '127.0.0.1', port: 0, secret: SECRET, maxPayload, heartbeatTimeoutMs: 60_000, heartbeatMs: beatMs, readyTimeoutMs: 60_000, capacity: 1,
+    log: pino({ level: 'silent' }),
+    setupFor: () => ({ mode: 'bench', config: null, gpu: null, dataKey: null, baseDir: null, heartbeatMs: 200, heartbeatTimeoutMs: workerTimeoutMs, maxPayload, bucketBytes: 1 << 16 }),
+    checkReady: () => null, isStale: () => false, onUnsolicited: () => undefined,
+  });
+}
+
+describe('coordinator heartbeats', () => {
+  const root = mkdtempSync(join(tmpdir(), 'panther-beat-'));
+  afterAll(() => rmSync(root, { recursive: true, force: true }));
+
+  it('a worker stays while the coordinator beats, and leaves with the reason when it goes silent', async () => {
+    const live = pool(200, 1500);
+    const silent = pool(600_000, 1500);
+    const workers: LocalWorker[] = [];
+    try {
+      const [kept] = startLocalWorkers({ url: await live.start(), count: 1, secretEnv: SECRET_ENV, secret: SECRET, logDir: join(root, 'live') });
+      const [left] = startLocalWorkers({ url: await silent.start(), count: 1, first: 1, secretEnv: SECRET_ENV, secret: SECRET, logDir: join(root, 'silent') });
+      workers.push(kept, left);
+      const code = await Promise.race([left.exited, new Promise<string>((r) => setTimeout(() => r('still running'), 60_000))]);
+      expect(code).toBe(1);
+      expect(readFileSync(left.log!, 'utf8')).toMatch(/E_CLUSTER: ws:\/\/127\.0\.0\.1:\d+: the coordinator has been silent for \d+ ms \(heartbeat timeout 1500 ms\)/);
+      // The other worker has had as long and is still a member.
+      expect(await Promise.race([kept.exited, new Promise<string>((r) => setTimeout(() => r('running'), 2000))])).toBe('running');
+      expect(live.live()).toHaveLength(1);
+    } finally {
+      await live.shutdown('test over');
+      await silent.shutdown('test over');
+      await stopLocalWorkers(workers);
+    }
+  }, 120_000);
+});
