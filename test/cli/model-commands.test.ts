@@ -1,14 +1,14 @@
 import { execFile } from 'node:child_process';
-import { mkdtempSync, writeFileSync, existsSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { writeFileSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { beforeAll, describe, expect, it } from 'vitest';
+import { tempDir } from '../support/tmp.js';
 
 const run = promisify(execFile);
 
 describe('pretrain, eval, inspect and tokenize commands', () => {
-  const dir = mkdtempSync(join(tmpdir(), 'panther-cli-'));
+  const dir = tempDir('panther-cli');
   const config = join(dir, 'cluster.yaml');
   const cli = (...args: string[]) => run('node', ['bin/panther.js', '--config', config, ...args], { maxBuffer: 1 << 24 });
 

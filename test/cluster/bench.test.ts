@@ -1,16 +1,16 @@
 import { execFile } from 'node:child_process';
-import { mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { describe, expect, it } from 'vitest';
 import type { BenchResult } from '../../src/cluster/bench.js';
+import { tempDir } from '../support/tmp.js';
 
 const run = promisify(execFile);
 
 describe('panther bench allreduce', () => {
   it('prints bus bandwidth next to the raw WebSocket stream, and steps/s and events/s per worker count, as a table and JSON', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'panther-bench-'));
+    const dir = tempDir('panther-bench');
     const config = join(dir, 'cluster.yaml');
     writeFileSync(config, [
       'data: { source: { kind: synthetic, users: 120, days: 30 }, maxLength: 16, cacheDir: ' + join(dir, 'cache') + ' }',

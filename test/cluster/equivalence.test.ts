@@ -1,11 +1,9 @@
-import { mkdtempSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { loadPreparedData } from '../../src/data/cache.js';
 import { Trainer } from '../../src/train/trainer.js';
 import { useGpu } from '../support/gpu.js';
 import { events, expectSameLosses, expectSameParameters, runCluster, stepLines, tinyConfig, type StepLine } from './support.js';
+import { tempDir } from '../support/tmp.js';
 
 /**
  * The key property of data parallelism: the same global batches and seed on 1, 2 or 4
@@ -15,7 +13,7 @@ import { events, expectSameLosses, expectSameParameters, runCluster, stepLines, 
  */
 describe('data-parallel pretraining on worker processes', () => {
   const gpu = useGpu();
-  const root = mkdtempSync(join(tmpdir(), 'panther-dp-'));
+  const root = tempDir('panther-dp');
   const refConfig = tinyConfig(root, 'single');
   let ref: StepLine[];
 

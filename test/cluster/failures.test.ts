@@ -1,11 +1,11 @@
-import { mkdtempSync, readFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { loadPreparedData } from '../../src/data/cache.js';
 import { Trainer } from '../../src/train/trainer.js';
 import { useGpu } from '../support/gpu.js';
 import { addWorker, events, expectSameLosses, expectSameParameters, runCluster, stepLines, tinyConfig, type StepLine } from './support.js';
+import { tempDir } from '../support/tmp.js';
 
 /**
  * Real failures of real processes: a worker killed with SIGKILL mid-step, a replacement
@@ -17,7 +17,7 @@ import { addWorker, events, expectSameLosses, expectSameParameters, runCluster, 
  */
 describe('recovery from lost workers', () => {
   const gpu = useGpu();
-  const root = mkdtempSync(join(tmpdir(), 'panther-fail-'));
+  const root = tempDir('panther-fail');
   const refConfig = tinyConfig(root, 'single');
   let ref: StepLine[];
 

@@ -1,5 +1,4 @@
-import { mkdtempSync, readFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { pack } from 'msgpackr';
 import { describe, expect, it } from 'vitest';
@@ -10,6 +9,7 @@ import { encodeMessage, MESSAGES, type Outgoing } from '../../src/cluster/protoc
 import { Random } from '../../src/data/random.js';
 import { readCheckpoint } from '../../src/train/checkpoint.js';
 import { events, memoryLogger, runCluster, SECRET, stepLines, tinyConfig, type StepLine } from './support.js';
+import { tempDir } from '../support/tmp.js';
 
 const MAX_PAYLOAD = 1024 * 1024;
 
@@ -124,7 +124,7 @@ function fuzzFrames(rng: Random, counts: { random: number; msgpack: number; muta
  * disconnected, and the run ends bit-for-bit where the same run without them ends.
  */
 describe('fuzzing the coordinator and a ring port during a run', () => {
-  const root = mkdtempSync(join(tmpdir(), 'panther-fuzz-'));
+  const root = tempDir('panther-fuzz');
   const cluster = { maxPayload: MAX_PAYLOAD, bucketBytes: MAX_PAYLOAD / 4 };
 
   it('rejects and logs every bad frame; the run result is unchanged', async () => {

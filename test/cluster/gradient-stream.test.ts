@@ -1,17 +1,15 @@
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { shardOf } from '../../src/cluster/plan.js';
 import { Replica } from '../../src/cluster/replica.js';
 import { loadPreparedData } from '../../src/data/cache.js';
 import { useGpu } from '../support/gpu.js';
+import { tempDir } from '../support/tmp.js';
 import { tinyConfig } from './support.js';
 
 describe('gradient stream', () => {
   const gpu = useGpu();
-  const root = mkdtempSync(join(tmpdir(), 'panther-stream-'));
-  afterAll(() => rmSync(root, { recursive: true, force: true }));
+  const root = tempDir('panther-stream');
 
   it('hands each bucket to the all-reduce once, as backward finishes it, with the values of a plain read', async () => {
     const config = tinyConfig(root, 'stream');

@@ -1,10 +1,10 @@
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { pino } from 'pino';
-import { afterAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { startLocalWorkers, stopLocalWorkers, type LocalWorker } from '../../src/cluster/local.js';
 import { WorkerPool } from '../../src/cluster/pool.js';
+import { tempDir } from '../support/tmp.js';
 import { SECRET, SECRET_ENV } from './support.js';
 
 /** A coordinator's membership alone (bench set-up: no data, no GPU) sending heartbeats every `beatMs`. */
@@ -19,8 +19,7 @@ function pool(beatMs: number, workerTimeoutMs: number): WorkerPool {
 }
 
 describe('coordinator heartbeats', () => {
-  const root = mkdtempSync(join(tmpdir(), 'panther-beat-'));
-  afterAll(() => rmSync(root, { recursive: true, force: true }));
+  const root = tempDir('panther-beat');
 
   it('a worker stays while the coordinator beats, and leaves with the reason when it goes silent', async () => {
     const live = pool(200, 1500);

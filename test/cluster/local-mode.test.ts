@@ -1,10 +1,10 @@
 import { spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { readCheckpoint } from '../../src/train/checkpoint.js';
 import { events, stepLines } from './support.js';
+import { tempDir } from '../support/tmp.js';
 
 interface Done {
   code: number | string;
@@ -50,7 +50,7 @@ const alive = (pid: number) => {
  * `--resume` continues from the last checkpoint to the same bytes as an uninterrupted run.
  */
 describe('panther pretrain with cluster.workers: 2', () => {
-  const dir = mkdtempSync(join(tmpdir(), 'panther-local-'));
+  const dir = tempDir('panther-local');
   const config = join(dir, 'cluster.yaml');
   writeFileSync(config, [
     'data:',

@@ -1,11 +1,11 @@
 import { execFileSync, spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { WebSocket } from 'ws';
 import { startLocalWorkers, type LocalWorker } from '../../src/cluster/local.js';
 import { events, runCluster, SECRET_ENV, stepLines, tinyConfig } from './support.js';
+import { tempDir } from '../support/tmp.js';
 
 const hasOpenssl = spawnSync('openssl', ['version']).status === 0;
 
@@ -22,7 +22,7 @@ function tryConnect(url: string): Promise<string> {
 }
 
 describe('cluster security', () => {
-  const root = mkdtempSync(join(tmpdir(), 'panther-sec-'));
+  const root = tempDir('panther-sec');
 
   // The only test that may skip: it needs openssl to make a self-signed certificate.
   it.skipIf(!hasOpenssl)('trains over wss with a self-signed certificate; refuses plain ws, unknown CAs and a wrong secret', async () => {

@@ -1,5 +1,3 @@
-import { mkdtempSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { modelFromCheckpoint } from '../../src/cli/model-commands.js';
@@ -15,6 +13,7 @@ import { noGrad } from '../../src/tensor/tape.js';
 import { tidy } from '../../src/tensor/tensor.js';
 import { useGpu } from '../support/gpu.js';
 import { FRAUD_RUN, tinyRun, type TinyRun } from '../jobs/fixture.js';
+import { tempDir } from '../support/tmp.js';
 
 describe('deviation from the behaviour prior, the fraud comparison and merchant risk', () => {
   const gpu = useGpu();
@@ -107,7 +106,7 @@ describe('deviation from the behaviour prior, the fraud comparison and merchant 
       }
       expect(r.models.withPrior!.model.features).toEqual(expect.arrayContaining([...PRIOR_FEATURES, 'embedding_3']));
       expect(r.models.baseline.model.features).not.toContain('prior_nll');
-      const dir = mkdtempSync(join(tmpdir(), 'panther-fraud-'));
+      const dir = tempDir('panther-fraud');
       new FraudModel(r.models.withPrior!).save(join(dir, 'model.json'));
       const loaded = FraudModel.load(join(dir, 'model.json'));
       expect(loaded.projection!.components).toHaveLength(4);

@@ -1,5 +1,3 @@
-import { mkdtempSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { loadPreparedData } from '../../src/data/cache.js';
 import { DataSchema, type DataConfig } from '../../src/data/config.js';
@@ -8,6 +6,7 @@ import type { Gpu } from '../../src/gpu/runtime.js';
 import { ModelSchema, type ModelConfig } from '../../src/model/config.js';
 import { TrainSchema } from '../../src/train/config.js';
 import { Trainer } from '../../src/train/trainer.js';
+import { tempDir } from '../support/tmp.js';
 
 export interface TinyRun {
   dir: string;
@@ -21,7 +20,7 @@ export const TINY_MODEL = { dModel: 16, heads: 2, layers: 1, ffnMult: 1, sprm: {
 
 /** A tiny model trained a few steps on small synthetic data: enough to exercise the plumbing. */
 export async function tinyRun(gpu: Gpu, o: { users?: number; days?: number; steps?: number; split?: unknown; fraud?: Record<string, number>; model?: Record<string, unknown> } = {}): Promise<TinyRun> {
-  const dir = mkdtempSync(join(tmpdir(), 'panther-tiny-'));
+  const dir = tempDir('panther-tiny');
   const dataConfig = DataSchema.parse({
     source: { kind: 'synthetic', users: o.users ?? 40, days: o.days ?? 20, ...(o.fraud ? { fraud: o.fraud } : {}) },
     maxLength: 16,

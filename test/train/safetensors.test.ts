@@ -1,11 +1,11 @@
-import { mkdtempSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { decodeSafetensors, loadSafetensors, saveSafetensors, stTensor, type StTensor } from '../../src/train/safetensors.js';
+import { tempDir } from '../support/tmp.js';
 
 describe('safetensors', () => {
-  const dir = mkdtempSync(join(tmpdir(), 'panther-st-'));
+  const dir = tempDir('panther-st');
 
   it('round-trips tensors and metadata byte-exactly, in the published layout', () => {
     const tensors = new Map<string, StTensor>([

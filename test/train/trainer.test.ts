@@ -1,5 +1,4 @@
-import { mkdtempSync, readFileSync, existsSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { loadPreparedData } from '../../src/data/cache.js';
@@ -9,11 +8,12 @@ import { readCheckpoint } from '../../src/train/checkpoint.js';
 import { TrainSchema } from '../../src/train/config.js';
 import { Trainer } from '../../src/train/trainer.js';
 import { useGpu } from '../support/gpu.js';
+import { tempDir } from '../support/tmp.js';
 
 describe('trainer', () => {
   const gpu = useGpu();
   let data: PreparedData;
-  const root = mkdtempSync(join(tmpdir(), 'panther-train-'));
+  const root = tempDir('panther-train');
   const model = ModelSchema.parse({ dModel: 16, heads: 2, layers: 1, ffnMult: 1, sprm: { dilations: [1, 2], prototypes: 4 } });
 
   beforeAll(async () => {
