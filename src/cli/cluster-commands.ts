@@ -10,7 +10,7 @@ import { randomSecret, readSecret } from '../cluster/auth.js';
 import { benchAllreduce as runBenchAllreduce, formatBench, type BenchOptions } from '../cluster/bench.js';
 import { workerSlots } from '../cluster/config.js';
 import { Coordinator, type ClusterSummary } from '../cluster/coordinator.js';
-import { startLocalWorkers, stopLocalWorkers } from '../cluster/local.js';
+import { startLocalWorkers, stopLocalWorkers, type LocalWorker } from '../cluster/local.js';
 import { runWorker } from '../cluster/worker.js';
 import type { TrainSummary } from '../train/trainer.js';
 import { formatEvaluation, pretrain, type PretrainOptions } from './pretrain.js';
@@ -81,6 +81,15 @@ export async function pretrainCluster(config: ClusterConfig, opts: PretrainOptio
   const secret = process.env[config.cluster.secretEnv] ? readSecret(config.cluster.secretEnv) : randomSecret();
   const { bar } = progress(opts.quiet);
   let started = false;
+  let workers: LocalWorker[] = [];
+  let restarts = 0;
+  let finishing = false;
+  const threads = process.env.LP_NUM_THREADS ?? String(Math.max(1, Math.floor(cpus().length / slots.length)));
+  const spawn = (url: string, count: number): LocalWorker[] => startLocalWorkers({
+    url, count, first: workers.length, secretEnv: config.cluster.secretEnv, secret,
+    ca: config.cluster.tls ? (config.cluster.tls.ca ?? config.cluster.tls.cert) : undefined,
+    logDir: join(run.train.checkpointDir, 'logs'), env: { LP_NUM_THREADS: threads },
+  });
   const coordinator = new Coordinator({
     config: run, secret, log, resume: opts.resume,
     // Local workers: any free port on the configured host.
@@ -95,15 +104,23 @@ export async function pretrainCluster(config: ClusterConfig, opts: PretrainOptio
         bar.update(r.step, { loss: r.loss.toFixed(4), eps: Math.round(r.eventsPerSecond), workers: r.workers });
       },
       onEvaluation: (e, step) => log.info({ step, hr10: e.hr10, ndcg10: e.ndcg10 }, 'validation'),
+      // A local worker that dies is replaced (up to cluster.localRestarts times); the run
+      // goes on re-sharded meanwhile, and the newcomer is synced from a live replica.
+      onWorkerLost: (info) => {
+        if (finishing || !workers.some((w) => w.pid === info.pid)) return;
+        if (restarts >= config.cluster.localRestarts) {
+          log.warn({ id: info.id, restarts }, 'not replacing the lost worker: cluster.localRestarts reached');
+          return;
+        }
+        restarts++;
+        const [replacement] = spawn(url, 1);
+        workers.push(replacement);
+        log.warn({ lost: info.id, pid: info.pid, reason: info.reason, replacement: replacement.pid }, 'started a replacement local worker');
+      },
     },
   });
   const url = await coordinator.start();
-  const threads = process.env.LP_NUM_THREADS ?? String(Math.max(1, Math.floor(cpus().length / slots.length)));
-  const workers = startLocalWorkers({
-    url, count: slots.length, secretEnv: config.cluster.secretEnv, secret,
-    ca: config.cluster.tls ? (config.cluster.tls.ca ?? config.cluster.tls.cert) : undefined,
-    logDir: join(run.train.checkpointDir, 'logs'), env: { LP_NUM_THREADS: threads },
-  });
+  workers = spawn(url, slots.length);
   log.info({ url, workers: workers.map((w) => w.pid), steps: coordinator.totalSteps, checkpointDir: run.train.checkpointDir }, 'pretraining on local workers');
   try {
     const summary = await coordinator.run();
@@ -111,6 +128,7 @@ export async function pretrainCluster(config: ClusterConfig, opts: PretrainOptio
     if (!opts.quiet) process.stdout.write(`${summaryLines(summary, Boolean(opts.baseline)).join('\n')}\n`);
     return summary;
   } finally {
+    finishing = true;
     bar?.stop();
     await coordinator.close();
     await stopLocalWorkers(workers);

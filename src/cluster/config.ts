@@ -46,6 +46,8 @@ export const ClusterSchema = z
     bucketBytes: z.int().min(1024).max(256 * MiB).default(4 * MiB).describe('gradient bytes per all-reduce bucket'),
     checksumEvery: z.int().min(1).default(10).describe('compare parameter checksums of all replicas every K steps'),
     joinTimeoutMs: z.int().min(1000).default(300_000).describe('how long to wait for the expected workers'),
+    localRestarts: z.int().min(0).max(1000).default(3)
+      .describe('replacement processes `panther pretrain` may start for its local workers that die'),
     workerHost: z.string().min(1).default('127.0.0.1').describe('address local workers listen on for their ring neighbours'),
   })
   .prefault({})
