@@ -15,18 +15,20 @@ const { values } = parseArgs({
     ca: { type: 'string' },
     listen: { type: 'string' },
     advertise: { type: 'string' },
+    'tls-cert': { type: 'string' },
+    'tls-key': { type: 'string' },
   },
 });
 
 if (!values.coordinator) {
-  process.stderr.write('usage: worker/main.ts --coordinator ws://HOST:PORT [--name N] [--secret-env VAR] [--ca FILE] [--listen HOST] [--advertise HOST]\n');
+  process.stderr.write('usage: worker/main.ts --coordinator ws://HOST:PORT [--name N] [--secret-env VAR] [--ca FILE] [--listen HOST] [--advertise HOST] [--tls-cert FILE --tls-key FILE]\n');
   process.exit(2);
 }
 
 try {
   await workerCommand({
     coordinator: values.coordinator, name: values.name, secretEnv: values['secret-env'], ca: values.ca,
-    listen: values.listen, advertise: values.advertise,
+    listen: values.listen, advertise: values.advertise, tlsCert: values['tls-cert'], tlsKey: values['tls-key'],
   });
   process.exit(0);
 } catch (err) {

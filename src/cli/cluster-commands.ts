@@ -88,6 +88,8 @@ export async function pretrainCluster(config: ClusterConfig, opts: PretrainOptio
   const spawn = (url: string, count: number): LocalWorker[] => startLocalWorkers({
     url, count, first: workers.length, secretEnv: config.cluster.secretEnv, secret,
     ca: config.cluster.tls ? (config.cluster.tls.ca ?? config.cluster.tls.cert) : undefined,
+    // Local workers serve their ring ports with the coordinator's certificate (same host).
+    tls: config.cluster.tls ? { cert: config.cluster.tls.cert, key: config.cluster.tls.key } : undefined,
     logDir: join(run.train.checkpointDir, 'logs'), env: { LP_NUM_THREADS: threads },
   });
   const coordinator = new Coordinator({
@@ -170,6 +172,9 @@ export interface WorkerCommandOptions {
   ca?: string;
   listen?: string;
   advertise?: string;
+  /** Certificate and key (PEM files) of the ring port, for clusters with TLS ring links. */
+  tlsCert?: string;
+  tlsKey?: string;
 }
 
 /** `panther worker`: joins a coordinator and trains until it is told to stop. */
@@ -186,7 +191,21 @@ export async function workerCommand(opts: WorkerCommandOptions): Promise<void> {
   await runWorker({
     url: opts.coordinator, secret: readSecret(opts.secretEnv ?? 'PANTHER_CLUSTER_SECRET'), name: opts.name, ca, log,
     listenHost: opts.listen, advertiseHost: opts.advertise, fault: process.env.PANTHER_TEST_FAULT,
+    tls: opts.tlsCert || opts.tlsKey ? ringCertificate(opts.tlsCert, opts.tlsKey) : undefined,
   });
+}
+
+/** The ring port's certificate and key: both files, readable. */
+function ringCertificate(cert: string | undefined, key: string | undefined): { cert: string; key: string } {
+  if (!cert || !key) throw new PantherError('E_CONFIG', '--tls-cert and --tls-key go together', cert ? '--tls-key' : '--tls-cert');
+  for (const f of [cert, key]) {
+    try {
+      readFileSync(f);
+    } catch (err) {
+      throw new PantherError('E_CONFIG', `cannot read the ring port's certificate or key (${(err as Error).message})`, f);
+    }
+  }
+  return { cert, key };
 }
 
 /** `panther bench allreduce`: bus bandwidth next to raw WebSocket throughput, and steps/s for 1, 2, 4 workers. */

@@ -114,7 +114,9 @@ export function buildCli(): Command {
     .option('--ca <file>', 'PEM certificate to trust for wss (a self-signed coordinator certificate)')
     .option('--listen <host>', 'address of this worker\'s ring port', '127.0.0.1')
     .option('--advertise <host>', 'address ring neighbours connect to (default: --listen)')
-    .action(async (opts: { jobs?: boolean; coordinator?: string; name?: string; secretEnv?: string; ca?: string; listen?: string; advertise?: string }) => {
+    .option('--tls-cert <file>', "PEM certificate of this worker's ring port (clusters with cluster.tls)")
+    .option('--tls-key <file>', "PEM private key of this worker's ring port")
+    .action(async (opts: { jobs?: boolean; coordinator?: string; name?: string; secretEnv?: string; ca?: string; listen?: string; advertise?: string; tlsCert?: string; tlsKey?: string }) => {
       if (opts.coordinator) return workerCommand({ ...opts, coordinator: opts.coordinator });
       if (!opts.jobs) throw new PantherError('E_ARGUMENT', 'say what the worker does: --coordinator URL or --jobs', 'worker');
       await jobWorkerCommand(configFrom(program.opts().config));

@@ -70,7 +70,7 @@ export async function benchAllreduce(config: ClusterConfig, o: BenchOptions = {}
   const maxPayload = Math.max(config.cluster.maxPayload, 2 * bucketBytes + 1024);
   const pool = new WorkerPool({
     host: '127.0.0.1', port: 0, secret, maxPayload, heartbeatTimeoutMs: 60_000, heartbeatMs: 1000, readyTimeoutMs: 60_000, capacity: N, log,
-    setupFor: () => ({ mode: 'bench', config: null, gpu: null, dataKey: null, baseDir: null, heartbeatMs: 1000, heartbeatTimeoutMs: 60_000, maxPayload, bucketBytes }),
+    setupFor: () => ({ mode: 'bench', config: null, gpu: null, dataKey: null, baseDir: null, heartbeatMs: 1000, heartbeatTimeoutMs: 60_000, maxPayload, bucketBytes, ringTls: false }),
     checkReady: () => null, isStale: () => false,
     onUnsolicited: (m, msg) => { if (msg.t === 'failed') pool.evict(m, msg.message); },
   });

@@ -135,6 +135,7 @@ export class Coordinator {
         heartbeatTimeoutMs: Math.max(3 * this.cluster.heartbeat.timeoutMs, 30_000),
         maxPayload: this.cluster.maxPayload,
         bucketBytes: this.cluster.bucketBytes,
+        ringTls: this.cluster.tls !== undefined,
       }),
       checkReady: (ready) => this.checkReady(ready),
       isStale: (m) => this.isStale(m),

@@ -17,6 +17,8 @@ export interface LocalWorkerOptions {
   secret: string;
   /** PEM file to trust for wss. */
   ca?: string;
+  /** Certificate and key files for the workers' ring ports (TLS ring links). */
+  tls?: { cert: string; key: string };
   /** Where each worker's log goes (`worker-<i>.log`); default: inherited stderr. */
   logDir?: string;
   /** Extra environment (LP_NUM_THREADS, PANTHER_GPU_*). */
@@ -52,6 +54,7 @@ export function startLocalWorkers(o: LocalWorkerOptions): LocalWorker[] {
     const fd = log ? openSync(log, 'a') : null;
     const args = ['--import', tsx, WORKER_MAIN, '--coordinator', o.url, '--name', name, '--secret-env', o.secretEnv];
     if (o.ca) args.push('--ca', o.ca);
+    if (o.tls) args.push('--tls-cert', o.tls.cert, '--tls-key', o.tls.key);
     const fault = o.faults?.[i];
     const child = spawn(process.execPath, args, {
       env: { ...process.env, ...o.env, [o.secretEnv]: o.secret, ...(fault ? { PANTHER_TEST_FAULT: fault } : {}) },

@@ -37,6 +37,8 @@ const Setup = z.strictObject({
   heartbeatMs: z.int().min(1).max(600_000),
   /** Silence from the coordinator (its heartbeats included) after which the worker gives up. */
   heartbeatTimeoutMs: z.int().min(1).max(3_600_000),
+  /** Ring links between workers go over TLS (the coordinator's port does). */
+  ringTls: z.boolean(),
   maxPayload: z.int().min(1024),
   bucketBytes: z.int().min(16),
 });

@@ -48,7 +48,12 @@ export class PeerServer {
   /** Generations below this are over or already linked: their connections are refused. */
   minGen = 0;
 
-  constructor(private readonly o: { host: string; identity: string; secret: string; maxPayload: number; log: Logger; handshakeMs?: number }) {}
+  constructor(private readonly o: { host: string; identity: string; secret: string; maxPayload: number; log: Logger; handshakeMs?: number; tls?: { cert: string; key: string } }) {}
+
+  /** Whether neighbours reach this port over TLS. */
+  get tls(): boolean {
+    return this.o.tls !== undefined;
+  }
 
   get port(): number {
     if (!this.listener) throw new PantherError('E_CLUSTER', 'the ring port is not listening', 'PeerServer');
@@ -56,7 +61,7 @@ export class PeerServer {
   }
 
   async start(): Promise<number> {
-    this.listener = await listen({ host: this.o.host, port: 0, maxPayload: this.o.maxPayload });
+    this.listener = await listen({ host: this.o.host, port: 0, maxPayload: this.o.maxPayload, tls: this.o.tls });
     this.listener.wss.on('connection', (ws, req) => {
       void this.admit(ws, `ring peer ${req.socket.remoteAddress}:${req.socket.remotePort}`);
     });
@@ -151,6 +156,8 @@ export interface RingLinkOptions {
   maxPayload: number;
   log: Logger;
   server: PeerServer;
+  /** Certificates to trust for neighbours' TLS ring ports (self-signed ones); the server's tls decides the scheme. */
+  ca?: string | Buffer;
   timeoutMs?: number;
   /** Told when a neighbour breaks the protocol or disconnects while the ring is in use. */
   onBroken?: (peer: string, reason: string) => void;
@@ -203,8 +210,9 @@ export class RingLink {
     const left = o.members[(o.rank - 1 + link.size) % link.size];
     const rightPromise = o.server.takeRight(o.gen, link.rightId, timeout);
     try {
-      const { channel } = await connectHandshake(`ws://${left.host.includes(':') ? `[${left.host}]` : left.host}:${left.port}`, {
-        purpose: 'ring', identity: o.self, gen: o.gen, secret: o.secret, server: left.id, maxPayload: o.maxPayload,
+      const scheme = o.server.tls ? 'wss' : 'ws';
+      const { channel } = await connectHandshake(`${scheme}://${left.host.includes(':') ? `[${left.host}]` : left.host}:${left.port}`, {
+        purpose: 'ring', identity: o.self, gen: o.gen, secret: o.secret, server: left.id, maxPayload: o.maxPayload, ca: o.ca,
         log: o.log, label: `ring left ${left.id}`, accept: ['ring-data'], timeoutMs: timeout,
       });
       link.left = channel;

@@ -19,8 +19,10 @@ export interface WorkerOptions {
   /** Address the ring port listens on, and the one neighbours are told (default: the same). */
   listenHost?: string;
   advertiseHost?: string;
-  /** PEM to trust for wss (a self-signed coordinator certificate). */
+  /** PEM to trust for wss (a self-signed coordinator certificate, and the ring neighbours'). */
   ca?: string | Buffer;
+  /** Certificate and key files of this worker's ring port, for clusters whose ring links use TLS. */
+  tls?: { cert: string; key: string };
   log: Logger;
   /**
    * Test-only fault injection: `bad-chunk@STEP` sends a ring chunk of the wrong size at that
@@ -153,7 +155,13 @@ export class WorkerNode {
       manifest = this.replica.manifest();
       checksum = await this.replica.checksum();
     }
-    this.server = new PeerServer({ host: o.listenHost ?? '127.0.0.1', identity: this.id, secret: o.secret, maxPayload: this.maxPayload, log: this.log });
+    if (setup.ringTls && !o.tls) {
+      throw new PantherError('E_CONFIG', 'this cluster runs its ring links over TLS (cluster.tls is set): start the worker with --tls-cert and --tls-key', 'worker');
+    }
+    this.server = new PeerServer({
+      host: o.listenHost ?? '127.0.0.1', identity: this.id, secret: o.secret, maxPayload: this.maxPayload, log: this.log,
+      tls: setup.ringTls ? o.tls : undefined,
+    });
     const port = await this.server.start();
     channel.send({
       t: 'ready', peer: { host: o.advertiseHost ?? o.listenHost ?? '127.0.0.1', port }, manifest, checksum, dataKey, windows, adapter, pid: process.pid,
@@ -286,7 +294,7 @@ export class WorkerNode {
     try {
       this.link = await RingLink.open({
         gen: m.gen, rank: m.rank, members: m.members, self: this.id, secret: this.o.secret, maxPayload: this.maxPayload,
-        log: this.log, server,
+        log: this.log, server, ca: this.o.ca,
         onBroken: (peer, reason) => {
           this.log.warn({ gen: m.gen, peer, reason }, 'ring broken');
           this.channel.send({ t: 'ring-broken', gen: m.gen, peer, reason: reason.slice(0, 2000) });

@@ -1,29 +1,16 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { pino } from 'pino';
 import { describe, expect, it } from 'vitest';
 import { startLocalWorkers, stopLocalWorkers, type LocalWorker } from '../../src/cluster/local.js';
-import { WorkerPool } from '../../src/cluster/pool.js';
 import { tempDir } from '../support/tmp.js';
-import { SECRET, SECRET_ENV } from './support.js';
-
-/** A coordinator's membership alone (bench set-up: no data, no GPU) sending heartbeats every `beatMs`. */
-function pool(beatMs: number, workerTimeoutMs: number): WorkerPool {
-  const maxPayload = 1 << 20;
-  return new WorkerPool({
-    host: '127.0.0.1', port: 0, secret: SECRET, maxPayload, heartbeatTimeoutMs: 60_000, heartbeatMs: beatMs, readyTimeoutMs: 60_000, capacity: 1,
-    log: pino({ level: 'silent' }),
-    setupFor: () => ({ mode: 'bench', config: null, gpu: null, dataKey: null, baseDir: null, heartbeatMs: 200, heartbeatTimeoutMs: workerTimeoutMs, maxPayload, bucketBytes: 1 << 16 }),
-    checkReady: () => null, isStale: () => false, onUnsolicited: () => undefined,
-  });
-}
+import { SECRET, SECRET_ENV, setupPool } from './support.js';
 
 describe('coordinator heartbeats', () => {
   const root = tempDir('panther-beat');
 
   it('a worker stays while the coordinator beats, and leaves with the reason when it goes silent', async () => {
-    const live = pool(200, 1500);
-    const silent = pool(600_000, 1500);
+    const live = setupPool({ beatMs: 200, workerTimeoutMs: 1500 });
+    const silent = setupPool({ beatMs: 600_000, workerTimeoutMs: 1500 });
     const workers: LocalWorker[] = [];
     try {
       const [kept] = startLocalWorkers({ url: await live.start(), count: 1, secretEnv: SECRET_ENV, secret: SECRET, logDir: join(root, 'live') });

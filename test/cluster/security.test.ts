@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { WebSocket } from 'ws';
 import { startLocalWorkers, type LocalWorker } from '../../src/cluster/local.js';
-import { events, runCluster, SECRET_ENV, stepLines, tinyConfig } from './support.js';
+import { events, runCluster, SECRET, SECRET_ENV, setupPool, stepLines, tinyConfig } from './support.js';
 import { tempDir } from '../support/tmp.js';
 
 const hasOpenssl = spawnSync('openssl', ['version']).status === 0;
@@ -40,6 +40,11 @@ describe('cluster security', () => {
           expect(ctx.url).toMatch(/^wss:\/\/127\.0\.0\.1:\d+$/);
           probes.plain = await tryConnect(ctx.url.replace('wss:', 'ws:'));
           probes.untrusted = await tryConnect(ctx.url);
+          // The ring ports between workers are TLS too.
+          const ready = readFileSync(ctx.workers[0].log!, 'utf8').split('\n').filter((l) => l.includes('"msg":"ready"')).map((l) => JSON.parse(l) as { port: number });
+          expect(ready).toHaveLength(1);
+          probes.ringPlain = await tryConnect(`ws://127.0.0.1:${ready[0].port}`);
+          probes.ringUntrusted = await tryConnect(`wss://127.0.0.1:${ready[0].port}`);
           // A worker with the wrong secret is refused and exits with the reason.
           [intruder] = startLocalWorkers({ url: ctx.url, count: 1, first: 9, secretEnv: SECRET_ENV, secret: 'not-the-cluster-secret-at-all', ca: cert, logDir: join(root, 'intruder') });
           expect(await intruder.exited).toBe(1);
@@ -51,9 +56,22 @@ describe('cluster security', () => {
     expect(events(config.train.checkpointDir).filter((e) => e.kind === 'join')).toHaveLength(2);
     expect(probes.plain).not.toBe('opened');
     expect(probes.untrusted).toMatch(/self[- ]signed certificate/);
+    expect(probes.ringPlain).not.toBe('opened');
+    expect(probes.ringUntrusted).toMatch(/self[- ]signed certificate/);
     expect(readFileSync(intruder!.log!, 'utf8')).toMatch(/E_AUTH: wss:\/\/127\.0\.0\.1:\d+: rejected by coordinator: authentication failed: the shared secret does not match/);
     expect(run.logs.some((l) => String(l.msg).startsWith('authentication failed'))).toBe(true);
   }, 300_000);
+
+  it('a worker without a certificate for its ring port is told so by a cluster with TLS ring links', async () => {
+    const pool = setupPool({ ringTls: true });
+    try {
+      const [w] = startLocalWorkers({ url: await pool.start(), count: 1, secretEnv: SECRET_ENV, secret: SECRET, logDir: join(root, 'certless') });
+      expect(await w.exited).toBe(1);
+      expect(readFileSync(w.log!, 'utf8')).toMatch(/E_CONFIG: worker: this cluster runs its ring links over TLS \(cluster\.tls is set\): start the worker with --tls-cert and --tls-key/);
+    } finally {
+      await pool.shutdown('test over');
+    }
+  }, 120_000);
 
   it('a worker without the secret in its environment says which variable to set', () => {
     const r = spawnSync(process.execPath, ['--import', 'tsx', 'worker/main.ts', '--coordinator', 'ws://127.0.0.1:9', '--secret-env', 'PANTHER_UNSET_SECRET_VAR'], { encoding: 'utf8', env: { ...process.env, PANTHER_UNSET_SECRET_VAR: '' } });

@@ -4,6 +4,7 @@ import { expect } from 'vitest';
 import { pino } from 'pino';
 import { Coordinator, type ClusterSummary, type CoordinatorHooks } from '../../src/cluster/coordinator.js';
 import { startLocalWorkers, stopLocalWorkers, type LocalWorker } from '../../src/cluster/local.js';
+import { WorkerPool } from '../../src/cluster/pool.js';
 import { ClusterConfigSchema, type ClusterConfig } from '../../src/config/schema.js';
 import { readCheckpoint } from '../../src/train/checkpoint.js';
 
@@ -45,6 +46,28 @@ export interface RunContext {
   config: ClusterConfig;
 }
 
+/**
+ * A coordinator's membership alone, handing out a bench set-up (no data, no GPU): for tests
+ * of what a worker does with its set-up. The pool beats every `beatMs`.
+ */
+export function setupPool(o: { beatMs?: number; workerTimeoutMs?: number; ringTls?: boolean } = {}): WorkerPool {
+  const maxPayload = 1 << 20;
+  return new WorkerPool({
+    host: '127.0.0.1', port: 0, secret: SECRET, maxPayload, heartbeatTimeoutMs: 60_000, heartbeatMs: o.beatMs ?? 1000, readyTimeoutMs: 60_000, capacity: 1,
+    log: pino({ level: 'silent' }),
+    setupFor: () => ({
+      mode: 'bench', config: null, gpu: null, dataKey: null, baseDir: null, heartbeatMs: 200, heartbeatTimeoutMs: o.workerTimeoutMs ?? 60_000,
+      maxPayload, bucketBytes: 1 << 16, ringTls: o.ringTls ?? false,
+    }),
+    checkReady: () => null, isStale: () => false, onUnsolicited: () => undefined,
+  });
+}
+
+/** With cluster.tls, local workers serve their ring ports with the same certificate. */
+function ringTls(config: ClusterConfig): { cert: string; key: string } | undefined {
+  return config.cluster.tls ? { cert: config.cluster.tls.cert, key: config.cluster.tls.key } : undefined;
+}
+
 /** A coordinator in this process and `n` real worker processes (LP_NUM_THREADS=1 each). */
 export async function runCluster(config: ClusterConfig, n: number, o: { hooks?: (ctx: RunContext) => CoordinatorHooks; faults?: Record<number, string>; ca?: string; resume?: boolean; test?: boolean } = {}): Promise<ClusterRun> {
   const { log, lines } = memoryLogger();
@@ -55,7 +78,7 @@ export async function runCluster(config: ClusterConfig, n: number, o: { hooks?: 
   ctx.url = await coordinator.start();
   ctx.workers = startLocalWorkers({
     url: ctx.url, count: n, secretEnv: SECRET_ENV, secret: SECRET, ca: o.ca, logDir: join(config.train.checkpointDir, 'logs'),
-    env: { LP_NUM_THREADS: '1' }, faults: o.faults,
+    env: { LP_NUM_THREADS: '1' }, faults: o.faults, tls: ringTls(config),
   });
   try {
     const summary = await coordinator.run();
@@ -74,6 +97,7 @@ export async function runCluster(config: ClusterConfig, n: number, o: { hooks?: 
 export function addWorker(ctx: RunContext, index: number): LocalWorker {
   const [w] = startLocalWorkers({
     url: ctx.url, count: 1, first: index, secretEnv: SECRET_ENV, secret: SECRET, logDir: join(ctx.config.train.checkpointDir, 'logs'), env: { LP_NUM_THREADS: '1' },
+    tls: ringTls(ctx.config),
   });
   ctx.workers.push(w);
   return w;
