@@ -88,7 +88,8 @@ export function buildCli(): Command {
     .command('experiment')
     .description('train PANTHER and the plain-transformer baseline with the same budget and compare them on the test split')
     .option('--out <dir>', 'where both runs and experiment.json go', 'runs/experiment')
-    .action(async (opts: { out: string }) => {
+    .option('--reuse', 'keep runs that finished in the output folder (same model config) instead of training them again')
+    .action(async (opts: { out: string; reuse?: boolean }) => {
       await experimentCommand(configFrom(program.opts().config), opts);
     });
 

@@ -1,4 +1,5 @@
-import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { isDeepStrictEqual } from 'node:util';
 import { join } from 'node:path';
 import { makeBatch } from '../data/batching.js';
 import { loadPreparedData } from '../data/cache.js';
@@ -9,7 +10,8 @@ import { gpuOptionsFrom } from '../config/gpu.js';
 import { PantherError } from '../errors.js';
 import { Gpu } from '../gpu/runtime.js';
 import { createLogger } from '../log.js';
-import { ModelSchema, type ModelShape } from '../model/config.js';
+import { baselineOf, ModelSchema, type ModelConfig, type ModelShape } from '../model/config.js';
+import type { TrainSummary } from '../train/trainer.js';
 import { PantherModel } from '../model/panther.js';
 import { noGrad } from '../tensor/tape.js';
 import { tidy } from '../tensor/tensor.js';
@@ -147,14 +149,36 @@ export async function tokenizeCommand(config: ClusterConfig, o: { user?: string;
 }
 
 /**
+ * A run that finished in `dir` (its summary.json, and a best checkpoint of the same model
+ * config), or null.
+ */
+function finishedRun(dir: string, model: ModelConfig): TrainSummary | null {
+  const summary = join(dir, 'summary.json');
+  const best = join(dir, 'best.safetensors');
+  if (!existsSync(summary) || !existsSync(best)) return null;
+  const saved = (readCheckpoint(best).model as { config?: unknown } | null)?.config;
+  if (!isDeepStrictEqual(saved, JSON.parse(JSON.stringify(model)))) return null;
+  const s = JSON.parse(readFileSync(summary, 'utf8')) as TrainSummary;
+  return s.test ? s : null;
+}
+
+/**
  * `panther experiment`: PANTHER and the plain-transformer baseline trained by the same code
  * with the same budget, then both evaluated on the test split.
  */
-export async function experimentCommand(config: ClusterConfig, o: { out: string }): Promise<Comparison> {
+export async function experimentCommand(config: ClusterConfig, o: { out: string; reuse?: boolean }): Promise<Comparison> {
   mkdirSync(o.out, { recursive: true });
   const runs = { model: join(o.out, 'panther'), baseline: join(o.out, 'baseline') };
-  const model = await runPretraining(config, { checkpointDir: runs.model, quiet: true });
-  const baseline = await runPretraining(config, { checkpointDir: runs.baseline, baseline: true, quiet: true });
+  const train = async (dir: string, baseline: boolean): Promise<TrainSummary> => {
+    const done = o.reuse ? finishedRun(dir, baseline ? baselineOf(config.model) : config.model) : null;
+    if (done) {
+      process.stderr.write(`reusing the finished run in ${dir}\n`);
+      return done;
+    }
+    return runPretraining(config, { checkpointDir: dir, baseline, quiet: true });
+  };
+  const model = await train(runs.model, false);
+  const baseline = await train(runs.baseline, true);
   const c: Comparison = { model: model.test!, baseline: baseline.test!, hr1Gain: baseline.test!.hr1 > 0 ? model.test!.hr1 / baseline.test!.hr1 - 1 : null };
   const report = {
     data: config.data.source,

@@ -1,5 +1,5 @@
 import { execFile } from 'node:child_process';
-import { writeFileSync, existsSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { beforeAll, describe, expect, it } from 'vitest';
@@ -59,5 +59,27 @@ describe('pretrain, eval, inspect and tokenize commands', () => {
     expect(e1.stderr).toMatch(/user 'nobody' is not in the data/);
     const e2 = await cli('eval', '--checkpoint', join(dir, 'missing.safetensors')).catch((e) => e);
     expect(e2.stderr).toMatch(/no such checkpoint/);
+  });
+
+  it('experiment trains both, compares them on the test split, and with --reuse keeps finished runs of the same model', async () => {
+    const out = join(dir, 'exp');
+    const first = await cli('experiment', '--out', out);
+    expect(first.stdout).toMatch(/PANTHER\s+HR@1 [\d.]+%.*; 6 steps in \d+ s/);
+    expect(first.stdout).toMatch(/transformer HR@1 [\d.]+%.*; 6 steps in \d+ s/);
+    const report = JSON.parse(readFileSync(join(out, 'experiment.json'), 'utf8'));
+    expect(report.panther.steps).toBe(6);
+    expect(report.baseline.steps).toBe(6);
+    expect(report.panther.parameters).toBeGreaterThan(report.baseline.parameters);
+
+    const again = await cli('experiment', '--out', out, '--reuse');
+    expect(again.stderr.match(/reusing the finished run/g)).toHaveLength(2);
+    expect(JSON.parse(readFileSync(join(out, 'experiment.json'), 'utf8')).comparison).toEqual(report.comparison);
+
+    // Another model in the same folder is trained again, not taken for the old one.
+    const wider = join(dir, 'wider.yaml');
+    writeFileSync(wider, readFileSync(config, 'utf8').replace('dModel: 16', 'dModel: 24'));
+    const other = await run('node', ['bin/panther.js', '--config', wider, 'experiment', '--out', out, '--reuse'], { maxBuffer: 1 << 24 });
+    expect(other.stderr).not.toMatch(/reusing the finished run/);
+    expect(JSON.parse(readFileSync(join(out, 'experiment.json'), 'utf8')).panther.parameters).toBeGreaterThan(report.panther.parameters);
   });
 });
