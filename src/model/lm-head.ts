@@ -1,6 +1,7 @@
 import { PantherError } from '../errors.js';
 import { CE_BACKWARD, CE_BACKWARD4, crossEntropyRows } from '../tensor/ops/cross_entropy.js';
 import { axpyInPlace, fillInPlace } from '../tensor/ops/elementwise.js';
+import { embedding } from '../tensor/ops/embedding.js';
 import { matmul } from '../tensor/ops/matmul.js';
 import { maskedMean } from '../tensor/ops/reduce.js';
 import { copyRowsInto } from '../tensor/ops/rows.js';
@@ -33,6 +34,15 @@ export function lmHeadLoss(h: Tensor, W: Tensor, targets: Int32Array, opts: { no
   const [N] = h.shape;
   const V = W.shape[1];
   if (targets.length !== N) throw new PantherError('E_SHAPE', `${targets.length} targets for ${N} rows`, op);
+  // Padding predicts nothing: only rows with a target go through the head (short sequences
+  // in long windows are mostly padding, and the head is the step's biggest matmul).
+  let valid = 0;
+  for (const t of targets) if (t !== IGNORE_TARGET) valid++;
+  if (valid > 0 && valid < N) {
+    const rows = new Int32Array(valid);
+    for (let i = 0, k = 0; i < N; i++) if (targets[i] !== IGNORE_TARGET) rows[k++] = i;
+    return lmHeadLoss(embedding(h, rows, [valid]), W, Int32Array.from(rows, (i) => targets[i]), opts);
+  }
   const gpu = h.gpu;
   const rowsPer = opts.chunkRows ?? chunkRows(N, V, gpu.maxStorageBinding);
   const chunks: { start: number; count: number; targets: Int32Array }[] = [];
