@@ -89,7 +89,8 @@ export function buildCli(): Command {
     .description('train PANTHER and the plain-transformer baseline with the same budget and compare them on the test split')
     .option('--out <dir>', 'where both runs and experiment.json go', 'runs/experiment')
     .option('--reuse', 'keep runs that finished in the output folder (same model config) instead of training them again')
-    .action(async (opts: { out: string; reuse?: boolean }) => {
+    .option('--max-steps <n>', 'the same step budget for both runs', (v) => Number.parseInt(v, 10))
+    .action(async (opts: { out: string; reuse?: boolean; maxSteps?: number }) => {
       await experimentCommand(configFrom(program.opts().config), opts);
     });
 

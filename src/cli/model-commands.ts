@@ -166,7 +166,7 @@ function finishedRun(dir: string, model: ModelConfig): TrainSummary | null {
  * `panther experiment`: PANTHER and the plain-transformer baseline trained by the same code
  * with the same budget, then both evaluated on the test split.
  */
-export async function experimentCommand(config: ClusterConfig, o: { out: string; reuse?: boolean }): Promise<Comparison> {
+export async function experimentCommand(config: ClusterConfig, o: { out: string; reuse?: boolean; maxSteps?: number }): Promise<Comparison> {
   mkdirSync(o.out, { recursive: true });
   const runs = { model: join(o.out, 'panther'), baseline: join(o.out, 'baseline') };
   const train = async (dir: string, baseline: boolean): Promise<TrainSummary> => {
@@ -175,7 +175,7 @@ export async function experimentCommand(config: ClusterConfig, o: { out: string;
       process.stderr.write(`reusing the finished run in ${dir}\n`);
       return done;
     }
-    return runPretraining(config, { checkpointDir: dir, baseline, quiet: true });
+    return runPretraining(config, { checkpointDir: dir, baseline, quiet: true, maxSteps: o.maxSteps });
   };
   const model = await train(runs.model, false);
   const baseline = await train(runs.baseline, true);

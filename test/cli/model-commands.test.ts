@@ -78,8 +78,11 @@ describe('pretrain, eval, inspect and tokenize commands', () => {
     // Another model in the same folder is trained again, not taken for the old one.
     const wider = join(dir, 'wider.yaml');
     writeFileSync(wider, readFileSync(config, 'utf8').replace('dModel: 16', 'dModel: 24'));
-    const other = await run('node', ['bin/panther.js', '--config', wider, 'experiment', '--out', out, '--reuse'], { maxBuffer: 1 << 24 });
+    const other = await run('node', ['bin/panther.js', '--config', wider, 'experiment', '--out', out, '--reuse', '--max-steps', '4'], { maxBuffer: 1 << 24 });
     expect(other.stderr).not.toMatch(/reusing the finished run/);
-    expect(JSON.parse(readFileSync(join(out, 'experiment.json'), 'utf8')).panther.parameters).toBeGreaterThan(report.panther.parameters);
+    const widerReport = JSON.parse(readFileSync(join(out, 'experiment.json'), 'utf8'));
+    expect(widerReport.panther.parameters).toBeGreaterThan(report.panther.parameters);
+    // --max-steps: the same smaller budget for both.
+    expect([widerReport.panther.steps, widerReport.baseline.steps]).toEqual([4, 4]);
   });
 });
