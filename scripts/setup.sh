@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Idempotent set-up for a fresh Debian 12 machine: a Vulkan loader, Mesa's lavapipe
-# (only when no Vulkan driver is present), redis-server, and the npm dependencies.
+# (only when no Vulkan driver is present), redis-server, openssl, and the npm dependencies.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -41,6 +41,8 @@ if command -v apt-get >/dev/null; then
   need=()
   have_pkg libvulkan1 || need+=(libvulkan1)
   have_pkg redis-server || need+=(redis-server)
+  # openssl makes the certificates of the TLS tests (and of a fleet's wss set-up).
+  command -v openssl >/dev/null || need+=(openssl)
   if [ ${#need[@]} -gt 0 ]; then
     log "installing ${need[*]}"
     apt_install "${need[@]}"
