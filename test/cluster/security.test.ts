@@ -76,4 +76,14 @@ describe('cluster security', () => {
     expect(r.status).toBe(1);
     expect(r.stderr).toMatch(/E_AUTH: env PANTHER_UNSET_SECRET_VAR: the shared cluster secret is not set: export PANTHER_UNSET_SECRET_VAR=/);
   }, 60_000);
+
+  it('a worker given half of a ring certificate, or an unreadable one, says which', () => {
+    const worker = (...args: string[]) => spawnSync(process.execPath, ['--import', 'tsx', 'worker/main.ts', '--coordinator', 'ws://127.0.0.1:9', ...args], { encoding: 'utf8', env: { ...process.env, PANTHER_CLUSTER_SECRET: SECRET } });
+    const half = worker('--tls-cert', join(root, 'cert.pem'));
+    expect(half.status).toBe(1);
+    expect(half.stderr).toMatch(/E_CONFIG: --tls-key: --tls-cert and --tls-key go together/);
+    const missing = worker('--tls-cert', join(root, 'nope.pem'), '--tls-key', join(root, 'nope-key.pem'));
+    expect(missing.status).toBe(1);
+    expect(missing.stderr).toMatch(/E_CONFIG: .*nope\.pem: cannot read the ring port's certificate or key/);
+  }, 60_000);
 });
