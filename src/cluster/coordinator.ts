@@ -11,7 +11,7 @@ import type { TrainConfig } from '../train/config.js';
 import type { Evaluation } from '../train/evaluate.js';
 import { plotCurves } from '../train/plot.js';
 import { learningRate } from '../train/schedule.js';
-import { modelShapeOf, trainingSchedule, type StepReport, type TrainSummary } from '../train/trainer.js';
+import { modelShapeOf, noteValidation, trainingSchedule, type StepReport, type TrainSummary } from '../train/trainer.js';
 import { workerSlots } from './config.js';
 import { assignRows, globalBatchIndices } from './plan.js';
 import { MemberLost, PENDING, WorkerPool, type Member, type Setup } from './pool.js';
@@ -455,15 +455,9 @@ export class Coordinator {
         const atEnd = this.state.step >= this.totalSteps;
         if (this.state.step % t.evalEvery === 0 || atEnd) {
           lastEval = await this.validate();
-          if (lastEval.ndcg10 > this.state.bestMetric) {
-            this.state.bestMetric = lastEval.ndcg10;
-            this.state.bestStep = this.state.step;
-            this.state.sinceBest = 0;
-            await this.checkpoint('best');
-          } else {
-            this.state.sinceBest++;
-            if (this.state.sinceBest >= t.patience) stoppedEarly = true;
-          }
+          const v = noteValidation(this.state, lastEval.ndcg10, t.patience);
+          if (v.best) await this.checkpoint('best');
+          stoppedEarly = v.stop;
         }
         if (this.state.step % t.checkpointEvery === 0 || atEnd || stoppedEarly) await this.checkpoint('last');
         if (stoppedEarly) {

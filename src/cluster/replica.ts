@@ -74,6 +74,8 @@ export class GradientStream {
   readonly flat: Float32Array;
   private readonly index = new Map<Tensor, number>();
   private readonly bucketOf: number[];
+  /** Parameter indices of each gradient bucket. */
+  private readonly members: number[][];
   private readonly remaining: number[];
   private readonly reads: (Promise<void> | null)[];
   private readonly started: Promise<void>[] = [];
@@ -83,11 +85,12 @@ export class GradientStream {
     params.forEach((p, i) => this.index.set(p, i));
     const gradientBuckets = layout.buckets.length - 1;
     this.bucketOf = layout.offsets.map((o) => layout.buckets.findIndex((b, j) => j < gradientBuckets && o >= b.start && o < b.end));
-    this.remaining = new Array<number>(gradientBuckets).fill(0);
+    this.members = Array.from({ length: gradientBuckets }, () => []);
     params.forEach((p, i) => {
       // An empty parameter sits at the next one's offset; it belongs to no bucket.
-      if (p.size > 0 && this.bucketOf[i] >= 0) this.remaining[this.bucketOf[i]]++;
+      if (p.size > 0 && this.bucketOf[i] >= 0) this.members[this.bucketOf[i]].push(i);
     });
+    this.remaining = this.members.map((m) => m.length);
     this.reads = params.map(() => null);
   }
 
@@ -113,9 +116,8 @@ export class GradientStream {
   }
 
   private startBucket(b: number): void {
-    const members = this.params.map((_, i) => i).filter((i) => this.bucketOf[i] === b);
     const { start, end } = this.layout.buckets[b];
-    this.track(Promise.all(members.map((i) => this.reads[i])).then(() => this.reduce(b, this.flat.subarray(start, end))));
+    this.track(Promise.all(this.members[b].map((i) => this.reads[i])).then(() => this.reduce(b, this.flat.subarray(start, end))));
   }
 
   private track(p: Promise<void>): void {

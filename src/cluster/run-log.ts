@@ -1,6 +1,6 @@
 import { appendFileSync, existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import type { CurvePoint } from '../train/plot.js';
+import { curvePointsOf, type CurvePoint } from '../train/plot.js';
 
 /**
  * The files a cluster run writes next to its checkpoints, in the Trainer's formats:
@@ -46,12 +46,6 @@ export class RunLog {
   }
 
   private addCurve(e: Record<string, unknown>): void {
-    const step = e.step as number;
-    if (e.kind === 'step') {
-      this.curve.push({ step, series: 'train loss', value: e.loss as number, panel: 'loss' });
-    } else if (e.kind === 'eval') {
-      this.curve.push({ step, series: 'valid NDCG@10', value: e.ndcg10 as number, panel: 'validation' });
-      this.curve.push({ step, series: 'valid HR@10', value: e.hr10 as number, panel: 'validation' });
-    }
+    this.curve.push(...curvePointsOf(e));
   }
 }

@@ -4,7 +4,7 @@ import { TOKEN_SPECIALS } from '../data/tokenizer.js';
 import { PantherError } from '../errors.js';
 import { lmHeadScores } from '../model/lm-head.js';
 import type { PantherModel } from '../model/panther.js';
-import { deltaOf, DensePrior } from '../serve/prior.js';
+import { deltaOf, DensePrior, scoreRowStats } from '../serve/prior.js';
 import { embedding } from '../tensor/ops/embedding.js';
 import { noGrad } from '../tensor/tape.js';
 import { tidy } from '../tensor/tensor.js';
@@ -167,16 +167,7 @@ export async function eventDeviations(model: PantherModel, data: PreparedData, e
         sT.dispose();
         for (let r = 0; r < R; r++) {
           const off = r * V;
-          let max = -Infinity;
-          for (let t = 0; t < V; t++) if (scores[off + t] > max) max = scores[off + t];
-          let z = 0;
-          for (let t = 0; t < V; t++) z += Math.exp(scores[off + t] - max);
-          const lse = max + Math.log(z);
-          let sumP2 = 0;
-          for (let t = 0; t < V; t++) {
-            const p = Math.exp(scores[off + t] - lse);
-            sumP2 += p * p;
-          }
+          const { max, lse, sumP2 } = scoreRowStats(scores, off, V);
           for (const i of byAnchor.get(list[c + r])!) {
             const token = data.tokens[events[i]];
             const s = scores[off + token];

@@ -47,9 +47,8 @@ function ladderLength(vocab: number): number {
   return Math.floor(Math.log2(Math.max(1, vocab))) + 2;
 }
 
-/** Summarizes one row of raw scores (logits) `scores[offset .. offset + V)`. */
-export function summarizeScores(scores: Float32Array, offset: number, vocab: number, topK: number): PriorSummary {
-  if (offset + vocab > scores.length) throw new PantherError('E_SHAPE', `scores row [${offset}, ${offset + vocab}) is past ${scores.length}`, 'summarizeScores');
+/** The largest score, the log-normalizer and the sum of squared probabilities of one row of scores. */
+export function scoreRowStats(scores: Float32Array, offset: number, vocab: number): { max: number; lse: number; sumP2: number } {
   let max = -Infinity;
   for (let i = 0; i < vocab; i++) if (scores[offset + i] > max) max = scores[offset + i];
   let z = 0;
@@ -60,6 +59,13 @@ export function summarizeScores(scores: Float32Array, offset: number, vocab: num
     const p = Math.exp(scores[offset + i] - lse);
     sumP2 += p * p;
   }
+  return { max, lse, sumP2 };
+}
+
+/** Summarizes one row of raw scores (logits) `scores[offset .. offset + V)`. */
+export function summarizeScores(scores: Float32Array, offset: number, vocab: number, topK: number): PriorSummary {
+  if (offset + vocab > scores.length) throw new PantherError('E_SHAPE', `scores row [${offset}, ${offset + vocab}) is past ${scores.length}`, 'summarizeScores');
+  const { lse, sumP2 } = scoreRowStats(scores, offset, vocab);
   const k = Math.min(topK, vocab);
   const order = Array.from({ length: vocab }, (_, i) => i);
   order.sort((a, b) => scores[offset + b] - scores[offset + a] || a - b);

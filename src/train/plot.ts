@@ -10,6 +10,19 @@ export interface CurvePoint {
   panel: string;
 }
 
+/** The curve points of one metrics.jsonl entry: train loss for a step, NDCG@10 and HR@10 for a validation. */
+export function curvePointsOf(e: Record<string, unknown>): CurvePoint[] {
+  const step = e.step as number;
+  if (e.kind === 'step') return [{ step, series: 'train loss', value: e.loss as number, panel: 'loss' }];
+  if (e.kind === 'eval') {
+    return [
+      { step, series: 'valid NDCG@10', value: e.ndcg10 as number, panel: 'validation' },
+      { step, series: 'valid HR@10', value: e.hr10 as number, panel: 'validation' },
+    ];
+  }
+  return [];
+}
+
 /**
  * Training and validation curves as one image (a panel per metric family), rendered with
  * Vega-Lite to SVG and rasterized to PNG. Returns the paths written.

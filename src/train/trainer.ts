@@ -12,7 +12,7 @@ import { tidy, type Tensor } from '../tensor/tensor.js';
 import { checkpointPath, readCheckpoint, restoreCheckpoint, saveCheckpoint, type TrainingState } from './checkpoint.js';
 import type { TrainConfig } from './config.js';
 import { evaluateRanking, type Evaluation } from './evaluate.js';
-import { plotCurves, type CurvePoint } from './plot.js';
+import { curvePointsOf, plotCurves, type CurvePoint } from './plot.js';
 import { learningRate } from './schedule.js';
 
 export function modelShapeOf(data: PreparedData, maxLength: number): ModelShape {
@@ -56,6 +56,22 @@ export interface TrainSummary {
   parameters: number;
   checkpoint: string;
   curves: string | null;
+}
+
+/**
+ * Early stopping on validation NDCG@10: a better value becomes the best (the caller writes
+ * the best checkpoint); otherwise one more evaluation without progress, and `stop` once
+ * there have been `patience` of them in a row.
+ */
+export function noteValidation(state: TrainingState, ndcg10: number, patience: number): { best: boolean; stop: boolean } {
+  if (ndcg10 > state.bestMetric) {
+    state.bestMetric = ndcg10;
+    state.bestStep = state.step;
+    state.sinceBest = 0;
+    return { best: true, stop: false };
+  }
+  state.sinceBest++;
+  return { best: false, stop: state.sinceBest >= patience };
 }
 
 export interface TrainerOptions {
@@ -148,13 +164,7 @@ export class Trainer {
   }
 
   private addCurve(e: Record<string, unknown>): void {
-    const step = e.step as number;
-    if (e.kind === 'step') {
-      this.curve.push({ step, series: 'train loss', value: e.loss as number, panel: 'loss' });
-    } else if (e.kind === 'eval') {
-      this.curve.push({ step, series: 'valid NDCG@10', value: e.ndcg10 as number, panel: 'validation' });
-      this.curve.push({ step, series: 'valid HR@10', value: e.hr10 as number, panel: 'validation' });
-    }
+    this.curve.push(...curvePointsOf(e));
   }
 
   private async checkpoint(name: 'last' | 'best'): Promise<string> {
@@ -228,15 +238,9 @@ export class Trainer {
       const atEnd = this.state.step >= this.totalSteps;
       if (this.state.step % t.evalEvery === 0 || atEnd) {
         lastEval = await this.validate();
-        if (lastEval.ndcg10 > this.state.bestMetric) {
-          this.state.bestMetric = lastEval.ndcg10;
-          this.state.bestStep = this.state.step;
-          this.state.sinceBest = 0;
-          await this.checkpoint('best');
-        } else {
-          this.state.sinceBest++;
-          if (this.state.sinceBest >= t.patience) stoppedEarly = true;
-        }
+        const v = noteValidation(this.state, lastEval.ndcg10, t.patience);
+        if (v.best) await this.checkpoint('best');
+        stoppedEarly = v.stop;
       }
       if (this.state.step % t.checkpointEvery === 0 || atEnd || stoppedEarly) await this.checkpoint('last');
       if (stoppedEarly) {

@@ -1,8 +1,7 @@
 import { beforeAll, describe, expect, it } from 'vitest';
-import { loadPreparedData } from '../../src/data/cache.js';
 import { Trainer } from '../../src/train/trainer.js';
 import { useGpu } from '../support/gpu.js';
-import { events, expectSameLosses, expectSameParameters, runCluster, stepLines, tinyConfig, type StepLine } from './support.js';
+import { events, expectSameLosses, expectSameParameters, runCluster, stepLines, tinyConfig, trainReference, type StepLine } from './support.js';
 import { tempDir } from '../support/tmp.js';
 
 /**
@@ -18,11 +17,7 @@ describe('data-parallel pretraining on worker processes', () => {
   let ref: StepLine[];
 
   beforeAll(async () => {
-    const { data } = await loadPreparedData(refConfig.data);
-    const t = new Trainer({ gpu: gpu(), data, model: refConfig.model, train: refConfig.train, maxLength: refConfig.data.maxLength, test: false });
-    await t.run();
-    t.dispose();
-    ref = stepLines(refConfig.train.checkpointDir);
+    ref = await trainReference(gpu(), refConfig);
     expect(ref).toHaveLength(20);
     // The contrastive term takes part in most steps (so the all-gather path is tested).
     expect(ref.filter((l) => l.contrastive !== null).length).toBeGreaterThan(10);

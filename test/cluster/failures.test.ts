@@ -1,10 +1,8 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { loadPreparedData } from '../../src/data/cache.js';
-import { Trainer } from '../../src/train/trainer.js';
 import { useGpu } from '../support/gpu.js';
-import { addWorker, events, expectSameLosses, expectSameParameters, runCluster, stepLines, tinyConfig, type StepLine } from './support.js';
+import { addWorker, events, expectSameLosses, expectSameParameters, runCluster, stepLines, tinyConfig, trainReference, type StepLine } from './support.js';
 import { tempDir } from '../support/tmp.js';
 
 /**
@@ -22,11 +20,7 @@ describe('recovery from lost workers', () => {
   let ref: StepLine[];
 
   beforeAll(async () => {
-    const { data } = await loadPreparedData(refConfig.data);
-    const t = new Trainer({ gpu: gpu(), data, model: refConfig.model, train: refConfig.train, maxLength: refConfig.data.maxLength, test: false });
-    await t.run();
-    t.dispose();
-    ref = stepLines(refConfig.train.checkpointDir);
+    ref = await trainReference(gpu(), refConfig);
   }, 300_000);
 
   const expectEveryStepOnce = (dir: string) => {

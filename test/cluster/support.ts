@@ -6,7 +6,10 @@ import { Coordinator, type ClusterSummary, type CoordinatorHooks } from '../../s
 import { startLocalWorkers, stopLocalWorkers, type LocalWorker } from '../../src/cluster/local.js';
 import { WorkerPool } from '../../src/cluster/pool.js';
 import { ClusterConfigSchema, type ClusterConfig } from '../../src/config/schema.js';
+import { loadPreparedData } from '../../src/data/cache.js';
+import type { Gpu } from '../../src/gpu/runtime.js';
 import { readCheckpoint } from '../../src/train/checkpoint.js';
+import { Trainer } from '../../src/train/trainer.js';
 
 export const SECRET = 'test-secret-0123456789abcdef';
 export const SECRET_ENV = 'PANTHER_TEST_CLUSTER_SECRET';
@@ -22,6 +25,15 @@ export function tinyConfig(root: string, name: string, extra: { train?: Record<s
     },
     cluster: { secretEnv: SECRET_ENV, heartbeat: { intervalMs: 500, timeoutMs: 30_000 }, ...extra.cluster },
   });
+}
+
+/** The single-process Trainer's run of `config` (the reference the cluster runs must equal); its step lines. */
+export async function trainReference(gpu: Gpu, config: ClusterConfig): Promise<StepLine[]> {
+  const { data } = await loadPreparedData(config.data);
+  const t = new Trainer({ gpu, data, model: config.model, train: config.train, maxLength: config.data.maxLength, test: false });
+  await t.run();
+  t.dispose();
+  return stepLines(config.train.checkpointDir);
 }
 
 /** Logs of the in-process coordinator, kept for assertions (and printed when a test fails). */
