@@ -108,7 +108,10 @@ describe('panther pretrain with cluster.workers: 2', () => {
   it('replaces a local worker killed with SIGKILL; the run ends with two workers and every step applied once', async () => {
     const runDir = join(dir, 'replaced');
     let killed = 0;
-    const r = await cli(config, ['pretrain', '--checkpoint-dir', runDir], {
+    // Long enough for the replacement to start, join and be synced before the end.
+    const longer = join(dir, 'longer.yaml');
+    writeFileSync(longer, readFileSync(config, 'utf8').replace('maxSteps: 40', 'maxSteps: 200, epochs: 20'));
+    const r = await cli(longer, ['pretrain', '--checkpoint-dir', runDir], {
       killWhen: () => {
         if (killed || !existsSync(join(runDir, 'metrics.jsonl')) || stepLines(runDir).length < 5) return false;
         killed = events(runDir).find((e) => e.kind === 'join')!.pid as number;
@@ -118,10 +121,10 @@ describe('panther pretrain with cluster.workers: 2', () => {
     });
     expect(killed).toBeGreaterThan(0);
     expect(r.code, r.stderr.slice(-3000)).toBe(0);
-    expect(r.stdout).toMatch(/trained\s+40 steps/);
+    expect(r.stdout).toMatch(/trained\s+200 steps/);
     expect(r.stdout).toMatch(/workers\s+2 at the end, 3 joined, 1 lost/);
     expect(r.stderr).toMatch(/started a replacement local worker/);
-    expect(stepLines(runDir).map((l) => l.step)).toEqual(Array.from({ length: 40 }, (_, i) => i + 1));
+    expect(stepLines(runDir).map((l) => l.step)).toEqual(Array.from({ length: 200 }, (_, i) => i + 1));
     expect(stepLines(runDir).at(-1)!.workers).toBe(2);
   }, 600_000);
 
