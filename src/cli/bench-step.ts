@@ -1,4 +1,4 @@
-import { makeBatch, shuffleWindows, trainingWindows } from '../data/batching.js';
+import { batchLength, epochOrder, makeBatch, trainingWindows } from '../data/batching.js';
 import { loadPreparedData } from '../data/cache.js';
 import type { ClusterConfig } from '../config/schema.js';
 import { gpuOptionsFrom } from '../config/gpu.js';
@@ -21,10 +21,12 @@ export async function benchStep(config: ClusterConfig, o: { steps: number; basel
   const L = config.data.maxLength;
   const model = new PantherModel(gpu, o.baseline ? baselineOf(config.model) : config.model, modelShapeOf(data, L));
   const opt = new AdamW(gpu, { lr: 1e-3 });
-  const windows = shuffleWindows(trainingWindows(data, L), 1, 0);
   const B = config.train.batchSize;
+  const windows = epochOrder(trainingWindows(data, L), 1, 0, B, config.train.lengthBuckets);
   const step = async (i: number) => {
-    const batch = makeBatch(data, windows.slice((i * B) % Math.max(1, windows.length - B), ((i * B) % Math.max(1, windows.length - B)) + B), L, 'right');
+    const start = (i * B) % Math.max(1, windows.length - B);
+    const slice = windows.slice(start, start + B);
+    const batch = makeBatch(data, slice, batchLength(slice, L), 'right');
     const loss = tidy(gpu, () => {
       const l = model.loss(batch, { train: true, step: i });
       backward(l.total);

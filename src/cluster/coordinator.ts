@@ -323,7 +323,7 @@ export class Coordinator {
   private async step(): Promise<ClusterStepReport> {
     const t = this.train;
     const L = this.o.config.data.maxLength;
-    const indices = globalBatchIndices(this.windows, t.seed, this.state.epoch, this.state.position, t.batchSize);
+    const indices = globalBatchIndices(this.windows, t.seed, this.state.epoch, this.state.position, t.batchSize, t.lengthBuckets);
     const lr = learningRate(this.state.step, { peak: t.lr, warmup: t.warmupSteps, total: this.totalSteps, minRatio: t.minLrRatio });
     const step = this.state.step + 1;
     const checksum = step % this.cluster.checksumEvery === 0;

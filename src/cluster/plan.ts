@@ -1,18 +1,19 @@
 import { PantherError } from '../errors.js';
-import { makeBatch, shardBatch, shuffleWindows, type Batch, type Window } from '../data/batching.js';
+import { batchLength, epochOrder, makeBatch, shardBatch, type Batch, type Window } from '../data/batching.js';
 import type { PreparedData } from '../data/prepare.js';
 
 /**
  * What one data-parallel step works on, derived exactly as the single-process Trainer does:
  * the global batch is the (seed, epoch)-shuffled windows at `position`, split across the
- * ring by shardBatch (balanced by event count). Only window indices travel.
+ * ring by shardBatch (balanced by event count). Only window indices travel. Each rank cuts
+ * its rows to its own longest window: the model's outputs do not depend on left padding.
  */
 
-/** Indices (into `windows`) of the global batch at (seed, epoch, position). */
-export function globalBatchIndices(windows: readonly Window[], seed: number, epoch: number, position: number, batchSize: number): Int32Array {
+/** Indices (into `windows`) of the global batch at (seed, epoch, position); `bucketBatches` as in epochOrder. */
+export function globalBatchIndices(windows: readonly Window[], seed: number, epoch: number, position: number, batchSize: number, bucketBatches: number): Int32Array {
   const index = new Map<Window, number>();
   windows.forEach((w, i) => index.set(w, i));
-  const order = shuffleWindows(windows, seed, epoch);
+  const order = epochOrder(windows, seed, epoch, batchSize, bucketBatches);
   return Int32Array.from(order.slice(position * batchSize, (position + 1) * batchSize), (w) => index.get(w)!);
 }
 
@@ -68,7 +69,8 @@ export function shardOf(data: PreparedData, windows: readonly Window[], indices:
   });
   let batch: Batch | null = null;
   if (rows.length) {
-    batch = makeBatch(data, rows.map((g) => global[g]), maxLength, 'right');
+    const mine = rows.map((g) => global[g]);
+    batch = makeBatch(data, mine, batchLength(mine, maxLength), 'right');
     batch.rowIndex = Int32Array.from(rows);
     batch.globalTargetCount = globalTargetCount;
   }

@@ -62,6 +62,41 @@ export function shuffleWindows(windows: readonly Window[], seed: number, epoch: 
   return new Random(seed, 'epoch', epoch).shuffle([...windows]);
 }
 
+/**
+ * The training order of one epoch for (seed, epoch). With `bucketBatches` > 1 the shuffled
+ * windows are taken in groups of that many batches, each group sorted by window length
+ * (longest first, stable) and cut into batches, and the full batches are shuffled again: a
+ * batch then holds windows of similar length, so it can be cut to its longest window (see
+ * batchLength) instead of carrying mostly padding. A last, partial batch stays last, so
+ * batch k is always order[k * batchSize, (k + 1) * batchSize).
+ */
+export function epochOrder(windows: readonly Window[], seed: number, epoch: number, batchSize: number, bucketBatches: number): Window[] {
+  const order = shuffleWindows(windows, seed, epoch);
+  if (bucketBatches <= 1 || order.length <= batchSize) return order;
+  const group = bucketBatches * batchSize;
+  const sorted: Window[] = [];
+  for (let g = 0; g < order.length; g += group) {
+    const part = order.slice(g, g + group);
+    // Array.prototype.sort is stable: equal lengths keep their shuffled order.
+    sorted.push(...part.sort((a, b) => b.end - b.start - (a.end - a.start)));
+  }
+  const full = Math.floor(sorted.length / batchSize);
+  const batches = Array.from({ length: full }, (_, k) => k);
+  new Random(seed, 'batches', epoch).shuffle(batches);
+  const out: Window[] = [];
+  for (const k of batches) out.push(...sorted.slice(k * batchSize, (k + 1) * batchSize));
+  out.push(...sorted.slice(full * batchSize));
+  return out;
+}
+
+/** Positions a batch of these windows needs: the longest window rounded up to a multiple of 8, at most maxLength. */
+export function batchLength(windows: readonly Window[], maxLength: number): number {
+  checkLength(maxLength);
+  let longest = 1;
+  for (const w of windows) longest = Math.max(longest, w.end - w.start);
+  return Math.min(maxLength, Math.ceil(longest / 8) * 8);
+}
+
 /** Row-major [rows, length] arrays; position p of row b is index b * length + p. */
 export interface Batch {
   rows: number;
@@ -147,12 +182,14 @@ export interface BatchOptions {
   epoch: number;
   /** Drop a last, smaller batch (default false). */
   dropLast?: boolean;
+  /** Length buckets of this many batches (epochOrder); 0 or 1: plain shuffle. */
+  bucketBatches?: number;
 }
 
 /** One epoch of batches in the (seed, epoch) order. */
 export function* epochBatches(data: PreparedData, windows: readonly Window[], options: BatchOptions): Generator<Batch> {
   if (!(Number.isInteger(options.batchSize) && options.batchSize > 0)) throw new PantherError('E_ARGUMENT', `batchSize must be a positive integer, got ${options.batchSize}`, 'epochBatches');
-  const order = shuffleWindows(windows, options.seed, options.epoch);
+  const order = epochOrder(windows, options.seed, options.epoch, options.batchSize, options.bucketBatches ?? 0);
   for (let i = 0; i < order.length; i += options.batchSize) {
     const slice = order.slice(i, i + options.batchSize);
     if (options.dropLast && slice.length < options.batchSize) break;

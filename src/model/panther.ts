@@ -7,7 +7,7 @@ import { attention } from '../tensor/ops/attention.js';
 import { infoNCELoss } from '../tensor/ops/contrastive.js';
 import { dilatedConv } from '../tensor/ops/conv.js';
 import { dropout } from '../tensor/ops/dropout.js';
-import { add, axpby, reshape } from '../tensor/ops/elementwise.js';
+import { add, axpby, mul, reshape } from '../tensor/ops/elementwise.js';
 import { embedding } from '../tensor/ops/embedding.js';
 import { gelu } from '../tensor/ops/gelu.js';
 import { layerNorm } from '../tensor/ops/layernorm.js';
@@ -108,15 +108,18 @@ class Block {
   }
 
   /** x [B, L, d] -> [B, L, d]. The SPRM reads the same normed input as attention, and the block adds their mean. */
-  forward(x: Tensor, keyMask: Tensor, weights: Tensor[], drop: Dropper, site: number): Tensor {
+  forward(x: Tensor, keyMask: Tensor, eventMask: Tensor | null, weights: Tensor[], drop: Dropper, site: number): Tensor {
     const c = this.c;
     const h = layerNorm(x, this.ln1g, this.ln1b);
     const a = drop(this.o.forward(attention(this.q.forward(h), this.k.forward(h), this.v.forward(h), { heads: c.heads, keyMask })), site);
     let mixed: Tensor;
     if (this.prototypes && this.sprmOut) {
+      // The convolutions see zeros before a user's first event, as at the start of a row, so
+      // a position's output does not depend on how much padding its row carries.
+      const events = eventMask ? mul(h, eventMask) : h;
       let local: Tensor | null = null;
       c.sprm.dilations.forEach((dilation, i) => {
-        const y = dilatedConv(h, this.convW[i], this.convB[i], { kernelSize: c.sprm.kernelSize, dilation, depthwise: c.sprm.depthwise });
+        const y = dilatedConv(events, this.convW[i], this.convB[i], { kernelSize: c.sprm.kernelSize, dilation, depthwise: c.sprm.depthwise });
         local = local ? add(local, y) : y;
       });
       const l = gelu(local!);
@@ -230,13 +233,19 @@ export class PantherModel {
     const p = this.config.dropout;
     const globalRows = Uint32Array.from(batch.rowIndex ?? Array.from({ length: B }, (_, r) => r));
     const drop: Dropper = opts.train && p > 0
-      ? (t, site) => dropout(t, { p, seed: dropoutSeed(this.config.seed, opts.step ?? 0, site), globalRows })
+      ? (t, site) => dropout(t, { p, seed: dropoutSeed(this.config.seed, opts.step ?? 0, site), globalRows, rowStride: this.shape.maxLength * d })
       : (t) => t;
     x = drop(x, 0);
     const keyMask = tensorFrom(gpu, batch.mask, [B, L], 'u32');
+    let eventMask: Tensor | null = null;
+    if (this.config.sprm.enabled) {
+      const m = new Float32Array(n * d);
+      for (let i = 0; i < n; i++) if (batch.mask[i]) m.fill(1, i * d, (i + 1) * d);
+      eventMask = tensorFrom(gpu, m, [B, L, d]);
+    }
     const prototypeWeights: Tensor[] = [];
     this.blocks.forEach((block, i) => {
-      x = block.forward(x!, keyMask, prototypeWeights, drop, 1 + 3 * i);
+      x = block.forward(x!, keyMask, eventMask, prototypeWeights, drop, 1 + 3 * i);
     });
     const hidden = reshape(layerNorm(x, this.lnfg, this.lnfb), [n, d]);
     return { hidden, profile, prototypeWeights };

@@ -1,4 +1,4 @@
-import { evaluationWindows, makeBatch, type Window } from '../data/batching.js';
+import { batchLength, evaluationWindows, makeBatch, type Window } from '../data/batching.js';
 import type { PreparedData } from '../data/prepare.js';
 import { UNK } from '../data/tokenizer.js';
 import type { PantherModel } from '../model/panther.js';
@@ -38,13 +38,16 @@ function subset(windows: Window[], limit: number | undefined): Window[] {
 export async function evaluateRanking(model: PantherModel, data: PreparedData, o: EvaluationOptions): Promise<Evaluation> {
   const gpu = model.gpu;
   const { windows: all, withoutHistory } = evaluationWindows(data, o.role, o.length);
-  const windows = subset(all, o.limit);
+  // Batches of similar lengths, each cut to its longest window (the metrics do not depend on order).
+  const windows = subset(all, o.limit).sort((a, b) => b.end - b.start - (a.end - a.start));
   const V = model.shape.vocabSize;
   const ranks: number[] = [];
   let unknownTargets = 0;
   for (let start = 0; start < windows.length; start += o.batchSize) {
-    const batch = makeBatch(data, windows.slice(start, start + o.batchSize), o.length, 'right');
-    const targets = Int32Array.from({ length: batch.rows }, (_, r) => batch.targets[r * o.length + o.length - 1]);
+    const slice = windows.slice(start, start + o.batchSize);
+    const L = batchLength(slice, o.length);
+    const batch = makeBatch(data, slice, L, 'right');
+    const targets = Int32Array.from({ length: batch.rows }, (_, r) => batch.targets[r * L + L - 1]);
     const rankTensor = noGrad(gpu, () => tidy(gpu, () => {
       const f = model.forward(batch);
       return targetRanks(model.lastPositionScores(f, batch), targets).keep();

@@ -1,7 +1,7 @@
 import { appendFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
-import { makeBatch, shuffleWindows, trainingWindows, type Window } from '../data/batching.js';
+import { batchLength, epochOrder, makeBatch, trainingWindows, type Window } from '../data/batching.js';
 import type { PreparedData } from '../data/prepare.js';
 import type { Gpu } from '../gpu/runtime.js';
 import type { ModelConfig, ModelShape } from '../model/config.js';
@@ -117,6 +117,8 @@ export class Trainer {
   readonly dir: string;
   private state: TrainingState = { ...INITIAL_STATE };
   private readonly windows: Window[];
+  /** The current epoch's window order (epochOrder), computed once per epoch. */
+  private order: { epoch: number; windows: Window[] } | null = null;
   readonly totalSteps: number;
   private readonly batchesPerEpoch: number;
   private readonly curve: CurvePoint[] = [];
@@ -190,9 +192,9 @@ export class Trainer {
   /** One optimizer step on the batch at the current position; returns the losses. */
   private async step(): Promise<StepReport> {
     const { gpu, data, train: t } = this.o;
-    const order = shuffleWindows(this.windows, t.seed, this.state.epoch);
-    const slice = order.slice(this.state.position * t.batchSize, (this.state.position + 1) * t.batchSize);
-    const batch = makeBatch(data, slice, this.o.maxLength, 'right');
+    if (this.order?.epoch !== this.state.epoch) this.order = { epoch: this.state.epoch, windows: epochOrder(this.windows, t.seed, this.state.epoch, t.batchSize, t.lengthBuckets) };
+    const slice = this.order.windows.slice(this.state.position * t.batchSize, (this.state.position + 1) * t.batchSize);
+    const batch = makeBatch(data, slice, batchLength(slice, this.o.maxLength), 'right');
     const lr = learningRate(this.state.step, { peak: t.lr, warmup: t.warmupSteps, total: this.totalSteps, minRatio: t.minLrRatio });
     const t0 = performance.now();
     const losses = tidy(gpu, () => {

@@ -1,5 +1,5 @@
 import { beforeAll, describe, expect, it } from 'vitest';
-import { epochBatches, evaluationWindows, makeBatch, shardBatch, shuffleWindows, trainingWindows, type Window } from '../../src/data/batching.js';
+import { batchLength, epochBatches, epochOrder, evaluationWindows, makeBatch, shardBatch, shuffleWindows, trainingWindows, type Window } from '../../src/data/batching.js';
 import { prepareDataset, type PreparedData } from '../../src/data/prepare.js';
 import { ROLE } from '../../src/data/split.js';
 import { generateSynthetic } from '../../src/data/synthetic.js';
@@ -70,6 +70,41 @@ describe('batching', () => {
     expect(batches[0].windows).toEqual(a.slice(0, 32));
     const dropped = [...epochBatches(data, windows, { batchSize: 32, length: 16, seed: 1, epoch: 0, dropLast: true })];
     expect(dropped.every((b) => b.rows === 32)).toBe(true);
+  });
+
+  it('buckets an epoch by window length: a permutation, batches of similar length, a partial batch last', () => {
+    const all = trainingWindows(data, 16);
+    // Windows of every length 1..16, so buckets have something to sort.
+    const windows = all.map((w, i) => ({ ...w, start: w.end - 1 - (i % 16) < w.start ? w.start : w.end - 1 - (i % 16) }));
+    const B = 8;
+    const order = epochOrder(windows, 1, 0, B, 4);
+    expect(epochOrder(windows, 1, 0, B, 4)).toEqual(order);
+    expect(epochOrder(windows, 1, 1, B, 4)).not.toEqual(order);
+    expect(epochOrder(windows, 1, 0, B, 0)).toEqual(shuffleWindows(windows, 1, 0));
+    const key = (w: Window) => `${w.user}:${w.start}:${w.end}`;
+    expect(order.map(key).sort()).toEqual(windows.map(key).sort());
+    const full = Math.floor(windows.length / B);
+    const spread = (ws: Window[]) => Math.max(...ws.map((w) => w.end - w.start)) - Math.min(...ws.map((w) => w.end - w.start));
+    let bucketed = 0;
+    let shuffled = 0;
+    const plain = shuffleWindows(windows, 1, 0);
+    for (let k = 0; k < full; k++) {
+      bucketed += spread(order.slice(k * B, (k + 1) * B));
+      shuffled += spread(plain.slice(k * B, (k + 1) * B));
+    }
+    expect(bucketed).toBeLessThan(shuffled / 2);
+    // The tail that does not fill a batch is the end of the sorted last group.
+    const sorted = shuffleWindows(windows, 1, 0).slice(Math.floor(windows.length / (4 * B)) * 4 * B).sort((a, b) => b.end - b.start - (a.end - a.start));
+    expect(order.slice(full * B).map(key)).toEqual(sorted.slice(sorted.length - (windows.length - full * B)).map(key));
+  });
+
+  it('cuts a batch to its longest window, rounded up to 8 and at most the maximum', () => {
+    const w = (n: number): Window => ({ user: 0, start: 10 - n, end: 10, target: -1 });
+    expect(batchLength([w(3), w(1)], 50)).toBe(8);
+    expect(batchLength([w(9)], 50)).toBe(16);
+    expect(batchLength([w(16), w(2)], 50)).toBe(16);
+    expect(batchLength([w(49)], 50)).toBe(50);
+    expect(batchLength([], 50)).toBe(8);
   });
 
   it('shards a global batch by token count, deterministically, losing nothing', () => {

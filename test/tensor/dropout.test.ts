@@ -35,6 +35,17 @@ describe('dropout', () => {
     expect(Array.from(part)).toEqual([...whole.subarray(40, 50), ...whole.subarray(10, 20)]);
   });
 
+  it('keeps the mask of every element when rows are trimmed from the left (rowStride)', async () => {
+    const g = gpu();
+    const [rows, width, kept] = [5, 12, 7];
+    const x = randn(rows * width, 8);
+    const whole = await dropout(tensorFrom(g, x, [rows, width]), { p: 0.5, seed: 11 }).readF32();
+    const tail = (v: Float32Array) => Float32Array.from({ length: rows * kept }, (_, i) => v[Math.floor(i / kept) * width + width - kept + (i % kept)]);
+    const trimmed = await dropout(tensorFrom(g, tail(x), [rows, kept]), { p: 0.5, seed: 11, rowStride: width }).readF32();
+    expect(Array.from(trimmed)).toEqual(Array.from(tail(whole)));
+    expect(() => dropout(tensorFrom(g, x, [rows, width]), { p: 0.5, seed: 1, rowStride: width - 1 })).toThrowError(/row stride/);
+  });
+
   it('passes the gradient through the same mask', async () => {
     const g = gpu();
     const X = tensorFrom(g, randn(200, 5), [20, 10]).requireGrad();

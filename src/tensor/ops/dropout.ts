@@ -6,7 +6,7 @@ import { empty, tensorFrom, type Tensor } from '../tensor.js';
 
 export const DROPOUT: KernelSpec = {
   file: 'dropout', entry: 'dropout',
-  params: { n: 'u32', width: 'u32', seed: 'u32', threshold: 'u32', scale: 'f32' },
+  params: { n: 'u32', width: 'u32', stride: 'u32', seed: 'u32', threshold: 'u32', scale: 'f32' },
   storage: ['read', 'read', 'rw'],
 };
 
@@ -18,6 +18,12 @@ export interface DropoutOptions {
    * identity by default. Makes the mask independent of how the batch is sharded.
    */
   globalRows?: Uint32Array;
+  /**
+   * Row width of the untrimmed batch (default: the row width of x). Rows are taken as
+   * right-aligned in it, so a batch cut to fewer leading (padding) positions draws the same
+   * mask for every element it keeps.
+   */
+  rowStride?: number;
 }
 
 /** Inverted dropout with a hashed, recomputable mask (kernels/dropout.wgsl). */
@@ -27,9 +33,11 @@ export function dropout(x: Tensor, o: DropoutOptions): Tensor {
   const rows = o.globalRows?.length ?? x.shape[0];
   if (x.size % rows !== 0) throw new PantherError('E_SHAPE', `${x.describe()} does not split into ${rows} rows`, 'dropout');
   const width = x.size / rows;
+  const stride = o.rowStride ?? width;
+  if (!(Number.isInteger(stride) && stride >= width)) throw new PantherError('E_ARGUMENT', `dropout row stride ${stride} is not an integer >= the row width ${width}`, 'dropout');
   const gpu = x.gpu;
   const globalRows = tensorFrom(gpu, o.globalRows ?? Uint32Array.from({ length: rows }, (_, i) => i), [rows], 'u32');
-  const params = { n: x.size, width, seed: o.seed >>> 0, threshold: Math.min(0xffffffff, Math.round(o.p * 2 ** 32)), scale: 1 / (1 - o.p) };
+  const params = { n: x.size, width, stride, seed: o.seed >>> 0, threshold: Math.min(0xffffffff, Math.round(o.p * 2 ** 32)), scale: 1 / (1 - o.p) };
   const apply = (input: Tensor) => {
     const out = empty(gpu, input.shape);
     gpu.dispatch(DROPOUT, { buffers: [input.buffer, globalRows.buffer, out.buffer], params, workgroups: grid1d(input.size, 64) });

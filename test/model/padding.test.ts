@@ -1,0 +1,69 @@
+import { beforeAll, describe, expect, it } from 'vitest';
+import { batchLength, makeBatch, trainingWindows, type Window } from '../../src/data/batching.js';
+import { prepareDataset, type PreparedData } from '../../src/data/prepare.js';
+import { generateSynthetic } from '../../src/data/synthetic.js';
+import { ModelSchema } from '../../src/model/config.js';
+import { PantherModel } from '../../src/model/panther.js';
+import { backward, zeroGrad } from '../../src/tensor/autograd.js';
+import { tidy } from '../../src/tensor/tensor.js';
+import { modelShapeOf } from '../../src/train/trainer.js';
+import { useGpu } from '../support/gpu.js';
+import { maxRelError } from '../support/numeric.js';
+
+/**
+ * Batches are cut to their longest window (batchLength), so the model must give every real
+ * position the same output, loss and gradients whatever the left padding of its row.
+ */
+describe('model outputs do not depend on padding', () => {
+  const gpu = useGpu();
+  let data: PreparedData;
+  const L = 32;
+  beforeAll(() => {
+    data = prepareDataset(generateSynthetic({ users: 60, days: 30, seed: 9 }), { split: { kind: 'leave-one-out' } });
+  });
+
+  async function run(model: PantherModel, windows: Window[], length: number) {
+    const batch = makeBatch(data, windows, length, 'right');
+    batch.rowIndex = Int32Array.from(windows, (_, i) => i);
+    const out = tidy(model.gpu, () => {
+      const f = model.forward(batch, { train: true, step: 3 });
+      const l = model.lossOf(batch, f);
+      backward(l.total);
+      return { loss: l.total.keep(), scores: model.lastPositionScores(f, batch).keep() };
+    });
+    const grads = await Promise.all(model.parameters().map((p) => (p.grad ? p.grad.readF32() : Promise.resolve(new Float32Array(0)))));
+    zeroGrad(model.parameters());
+    const result = { loss: (await out.loss.read())[0], scores: await out.scores.readF32(), grads };
+    out.loss.dispose();
+    out.scores.dispose();
+    return result;
+  }
+
+  for (const variant of ['panther', 'transformer'] as const) {
+    it(`${variant}: a batch cut to its longest window gives the same loss, scores and gradients`, async () => {
+      const config = ModelSchema.parse({
+        dModel: 16, heads: 2, layers: 2, ffnMult: 1, dropout: 0.2,
+        sprm: { enabled: variant === 'panther', dilations: [1, 2, 4], prototypes: 4 },
+        profile: { enabled: variant === 'panther' },
+      });
+      const model = new PantherModel(gpu(), config, modelShapeOf(data, L));
+      // Short windows (3..11 events) of different users, so the cut batch is 16 wide.
+      const windows = trainingWindows(data, L).slice(0, 12).map((w, i) => ({ ...w, start: Math.max(w.start, w.end - 3 - (i % 9)) }));
+      const cut = batchLength(windows, L);
+      expect(cut).toBeLessThan(L);
+      const full = await run(model, windows, L);
+      const short = await run(model, windows, cut);
+      expect(Math.abs(short.loss - full.loss) / full.loss).toBeLessThan(1e-5);
+      expect(maxRelError(short.scores, full.scores)).toBeLessThan(1e-4);
+      let compared = 0;
+      full.grads.forEach((g, i) => {
+        if (g.length === 0) return;
+        const name = model.parameters()[i].name ?? String(i);
+        expect(maxRelError(short.grads[i], g), name).toBeLessThan(1e-3);
+        compared++;
+      });
+      expect(compared).toBeGreaterThan(10);
+      model.dispose();
+    });
+  }
+});
