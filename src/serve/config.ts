@@ -29,6 +29,8 @@ export const ServeSchema = z
     model: z.string().min(1).optional().describe('discriminative model file written by `panther fraud-eval --save-model`'),
     pointerRefreshMs: z.int().min(10).default(1000).describe('how often the server looks for a new embedding version'),
     redisTimeoutMs: z.int().min(5).default(250).describe('a Redis command slower than this fails the request with 503'),
+    cacheEntries: z.int().min(0).default(100_000)
+      .describe('user entries of the served version kept in memory (a finished version never changes); 0: every request reads Redis'),
     maxBatch: z.int().min(1).max(10_000).default(1000).describe('events per batch request'),
   })
   .prefault({});

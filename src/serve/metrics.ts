@@ -13,6 +13,8 @@ export class ServeMetrics {
   });
   readonly cacheHits = new Counter({ name: 'panther_cache_hits_total', help: 'scored events whose user had a cached embedding and prior', registers: [this.registry] });
   readonly cacheMisses = new Counter({ name: 'panther_cache_misses_total', help: 'scored events whose user had none (population default)', registers: [this.registry] });
+  readonly localHits = new Counter({ name: 'panther_local_cache_hits_total', help: 'user entries found in the in-memory cache of the served version', registers: [this.registry] });
+  readonly localMisses = new Counter({ name: 'panther_local_cache_misses_total', help: 'user entries read from Redis (then cached)', registers: [this.registry] });
   readonly redisErrors = new Counter({ name: 'panther_redis_errors_total', help: 'requests answered 503 because Redis failed', registers: [this.registry] });
   readonly version = new Gauge({ name: 'panther_embedding_version', help: 'the embedding version being served (0: none yet)', registers: [this.registry] });
   readonly scored = new Counter({ name: 'panther_events_scored_total', help: 'events scored (single and batch)', registers: [this.registry] });

@@ -1,5 +1,6 @@
 import Fastify, { type FastifyError, type FastifyInstance } from 'fastify';
 import { Redis } from 'ioredis';
+import { LRUCache } from 'lru-cache';
 import type { Logger } from 'pino';
 import { PantherError } from '../errors.js';
 import type { FraudModel } from '../fraud/model.js';
@@ -12,8 +13,11 @@ import { EmbeddingStore } from './store.js';
 /**
  * The online scorer over HTTP (fastify): POST /v1/score, POST /v1/score/batch, GET /health,
  * GET /metrics. Requests are validated by JSON schemas (a malformed one gets 400 naming the
- * field); the user's entry is read from the current version in Redis (one round trip), the
- * score computed on the CPU. A Redis failure answers 503, and once Redis is back the same
+ * field); the user's entry is read from the current version in Redis (one round trip) or
+ * from an in-memory LRU cache of that version (a finished version never changes, so an entry
+ * cached once stays right until the pointer moves and the cache goes with the old version),
+ * and the score computed on the CPU. While the Redis connection is down every request answers
+ * 503, cached or not (the pointer may have moved meanwhile), and once Redis is back the same
  * client reconnects and requests succeed again.
  */
 const eventSchema = {
@@ -49,13 +53,22 @@ export interface ScoreServerOptions {
   log?: Logger;
 }
 
+/** A user's entry in the served version, or `false`: the version has none for that user. */
+type Cached = UserEntry | false;
+
+/** A loaded version with the entries read from it so far. */
+interface Served {
+  version: LoadedVersion;
+  entries: LRUCache<string, Cached> | null;
+}
+
 export class ScoreServer {
   readonly app: FastifyInstance;
   readonly metrics = new ServeMetrics();
   readonly redis: Redis;
   readonly store: EmbeddingStore;
-  private loaded: LoadedVersion | null = null;
-  private loading: Promise<LoadedVersion | null> | null = null;
+  private loaded: Served | null = null;
+  private loading: Promise<Served | null> | null = null;
   private timer: NodeJS.Timeout | null = null;
 
   constructor(private readonly o: ScoreServerOptions) {
@@ -79,13 +92,14 @@ export class ScoreServer {
   }
 
   /** The version in use, loading a newer one when the pointer moved. */
-  private refresh(): Promise<LoadedVersion | null> {
+  private refresh(): Promise<Served | null> {
     this.loading ??= (async () => {
       try {
         const current = await this.store.current();
         if (current === null) return this.loaded;
-        if (this.loaded?.version !== current) {
-          this.loaded = await LoadedVersion.load(this.store, current);
+        if (this.loaded?.version.version !== current) {
+          const max = this.o.serve.cacheEntries;
+          this.loaded = { version: await LoadedVersion.load(this.store, current), entries: max > 0 ? new LRUCache<string, Cached>({ max }) : null };
           this.metrics.version.set(current);
           this.o.log?.info({ version: current }, 'serving embedding version');
         }
@@ -97,10 +111,35 @@ export class ScoreServer {
     return this.loading;
   }
 
-  private async version(): Promise<LoadedVersion> {
+  private async version(): Promise<Served> {
+    if (this.redis.status !== 'ready') throw new PantherError('E_REDIS_UNAVAILABLE', `Redis is unavailable (connection ${this.redis.status}); retry shortly`, this.o.redisUrl);
     const v = this.loaded ?? (await this.refresh());
     if (!v) throw new PantherError('E_NO_VERSION', 'no embedding version has been finished yet: run panther embed', 'serve');
     return v;
+  }
+
+  /** The users' entries in the served version: from the cache, the rest in one Redis pipeline. */
+  private async entries(v: Served, users: readonly string[]): Promise<(UserEntry | null)[]> {
+    const out: (UserEntry | null)[] = new Array(users.length).fill(null);
+    const missing: number[] = [];
+    users.forEach((u, i) => {
+      const hit = v.entries?.get(u);
+      if (hit === undefined) missing.push(i);
+      else out[i] = hit || null;
+    });
+    if (v.entries) {
+      this.metrics.localHits.inc(users.length - missing.length);
+      this.metrics.localMisses.inc(missing.length);
+    }
+    if (missing.length) {
+      const meta = v.version.meta;
+      const read = await this.store.readEntries(meta.version, meta.buckets, missing.map((i) => users[i]));
+      missing.forEach((i, k) => {
+        out[i] = read[k];
+        v.entries?.set(users[i], read[k] ?? false);
+      });
+    }
+    return out;
   }
 
   private score(v: LoadedVersion, req: ScoreRequest, entry: UserEntry | null): ScoreAnswer {
@@ -143,8 +182,8 @@ export class ScoreServer {
     app.post<{ Body: ScoreRequest }>('/v1/score', { schema: { body: requestSchema } }, async (request) => {
       eventTime(request.body.event.time); // a bad time is a 400 before any Redis work
       const v = await this.version();
-      const entry = await this.store.readEntry(v.version, v.meta.buckets, request.body.user);
-      return this.score(v, request.body, entry);
+      const [entry] = await this.entries(v, [request.body.user]);
+      return this.score(v.version, request.body, entry);
     });
 
     app.post<{ Body: { events: ScoreRequest[] } }>('/v1/score/batch', {
@@ -160,8 +199,8 @@ export class ScoreServer {
         }
       });
       const v = await this.version();
-      const entries = await this.store.readEntries(v.version, v.meta.buckets, events.map((e) => e.user));
-      return { version: v.version, results: events.map((e, i) => this.score(v, e, entries[i])) };
+      const entries = await this.entries(v, events.map((e) => e.user));
+      return { version: v.version.version, results: events.map((e, i) => this.score(v.version, e, entries[i])) };
     });
 
     app.get('/health', async (_request, reply) => {
@@ -173,7 +212,7 @@ export class ScoreServer {
         redis = 'down';
       }
       const ok = redis === 'up' && this.loaded !== null;
-      return reply.code(ok ? 200 : 503).send({ status: ok ? 'ok' : 'unavailable', redis, version: this.loaded?.version ?? null, model: this.o.model.features.length });
+      return reply.code(ok ? 200 : 503).send({ status: ok ? 'ok' : 'unavailable', redis, version: this.loaded?.version.version ?? null, model: this.o.model.features.length });
     });
 
     app.get('/metrics', async (_request, reply) => {
@@ -196,7 +235,7 @@ export class ScoreServer {
   }
 
   get servedVersion(): number | null {
-    return this.loaded?.version ?? null;
+    return this.loaded?.version.version ?? null;
   }
 
   async close(): Promise<void> {

@@ -181,6 +181,9 @@ describe('the HTTP scorer (fastify) over a real redis-server', () => {
     // Hits: the cached user, batch x2, the single re-score; misses: never-seen, batch x2.
     expect(text).toMatch(/panther_cache_hits_total 4/);
     expect(text).toMatch(/panther_cache_misses_total 3/);
+    // The in-memory cache of the served version: only the single re-score found its user there.
+    expect(text).toMatch(/panther_local_cache_hits_total 1/);
+    expect(text).toMatch(/panther_local_cache_misses_total 6/);
     expect(text).toMatch(new RegExp(`panther_embedding_version ${version}`));
   });
 
@@ -196,6 +199,30 @@ describe('the HTTP scorer (fastify) over a real redis-server', () => {
     expect(server.quantiles[1]).toBeGreaterThanOrEqual(server.quantiles[0]);
   });
 
+  it('drops the cached entries of a version when the pointer moves to a new one', async () => {
+    const user = run.data.users[2];
+    const first = await post('/v1/score', { user, event: { amount: 9, item: 'm0001' } });
+    expect(first.body.version).toBe(version);
+    // A new version that differs from the served one in this user's entry only.
+    const store = new EmbeddingStore(conn, jobs.keyPrefix);
+    const meta = (await store.readMeta(version))!;
+    const next = await store.nextVersion();
+    await store.registerVersion({ version: next, users: 1, shards: 1, checkpoint: meta.checkpoint });
+    await store.writeMetaOnce({ ...meta, version: next });
+    const population = await store.readPopulation(version);
+    if (population) await store.writePopulation(next, population);
+    const entry = (await store.readEntry(version, meta.buckets, user))!;
+    expect(first.body.prototype.index).not.toBe(entry.prototype!.index + 1);
+    await store.writeEntries(next, meta.buckets, [{ ...entry, prototype: { index: entry.prototype!.index + 1, weight: 0.5 } }]);
+    expect((await store.activate(next, 60)).activated).toBe(true);
+    const moved = await until('the scorer to serve the new version', async () => {
+      const r = await post('/v1/score', { user, event: { amount: 9, item: 'm0001' } });
+      return r.body.version === next ? r : null;
+    });
+    expect(moved.body.prototype.index).toBe(entry.prototype!.index + 1);
+    version = next;
+  });
+
   it('answers 503 while Redis is down and recovers when it is back on the same port', async () => {
     const dir = ((await conn.config('GET', 'dir')) as string[])[1];
     await conn.save();
@@ -204,7 +231,10 @@ describe('the HTTP scorer (fastify) over a real redis-server', () => {
     redis.process.kill('SIGKILL');
     await exited;
 
-    const down = await post('/v1/score', { user: run.data.users[1], event: { amount: 3 } });
+    // Once the server has seen the connection drop, even a user in its cache gets 503: the
+    // pointer may move while Redis is away.
+    await until('the server to see Redis down', async () => (await fetch(`${base}/health`)).status === 503);
+    const down = await post('/v1/score', { user: run.data.users[2], event: { amount: 3 } });
     expect(down.status).toBe(503);
     expect(down.body.code).toBe('E_REDIS_UNAVAILABLE');
     expect((await fetch(`${base}/health`)).status).toBe(503);
@@ -213,7 +243,7 @@ describe('the HTTP scorer (fastify) over a real redis-server', () => {
 
     restarted = await startRedisOn(redis.port, dir);
     const back = await until('the scorer to recover', async () => {
-      const r = await post('/v1/score', { user: run.data.users[1], event: { amount: 3 } });
+      const r = await post('/v1/score', { user: run.data.users[2], event: { amount: 3 } });
       return r.status === 200 ? r : null;
     });
     expect(back.body.version).toBe(version);
