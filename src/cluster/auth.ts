@@ -1,4 +1,4 @@
-import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
+import { createCipheriv, createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 import { PantherError } from '../errors.js';
 
 /**
@@ -38,6 +38,64 @@ export const serverProof = (secret: string, c: ProofContext): Buffer => mac(secr
 /** Constant-time comparison of a received proof with the expected one. */
 export function proofMatches(expected: Buffer, got: Uint8Array): boolean {
   return got.byteLength === expected.byteLength && timingSafeEqual(expected, got);
+}
+
+/** Bytes of the tag every frame carries after the handshake. */
+export const TAG_BYTES = 16;
+
+/**
+ * Integrity of every frame after the handshake, on ws as on wss: each direction of a
+ * connection has its own key, derived from the secret and both fresh nonces (so it exists
+ * only for this connection), and each frame carries a Poly1305 tag (ChaCha20-Poly1305 with
+ * the frame as associated data and no plaintext) over its bytes and its sequence number in
+ * that direction. A frame changed, injected, dropped, replayed or reordered by someone
+ * without the secret fails the check. Nonces never repeat under a key: the sequence number
+ * is the nonce.
+ */
+export class FrameSeal {
+  private sent = 0n;
+  private received = 0n;
+
+  constructor(private readonly sendKey: Buffer, private readonly receiveKey: Buffer) {}
+
+  private static tag(key: Buffer, seq: bigint, frame: Uint8Array): Buffer {
+    const nonce = Buffer.alloc(12);
+    nonce.writeBigUInt64LE(seq, 4);
+    const c = createCipheriv('chacha20-poly1305', key, nonce, { authTagLength: TAG_BYTES });
+    c.setAAD(frame, { plaintextLength: 0 });
+    c.final();
+    return c.getAuthTag();
+  }
+
+  /** The frame followed by its tag. */
+  seal(frame: Buffer): Buffer {
+    return Buffer.concat([frame, FrameSeal.tag(this.sendKey, this.sent++, frame)]);
+  }
+
+  /** The frame without its tag, or null when the tag does not match (nothing is consumed then). */
+  open(sealed: Buffer): Buffer | null {
+    if (sealed.byteLength < TAG_BYTES) return null;
+    const frame = sealed.subarray(0, sealed.byteLength - TAG_BYTES);
+    const expected = FrameSeal.tag(this.receiveKey, this.received, frame);
+    if (!timingSafeEqual(expected, sealed.subarray(frame.byteLength))) return null;
+    this.received++;
+    return frame;
+  }
+}
+
+/** The seal of one end of an authenticated connection (`side`: which end this is). */
+export function frameSeal(secret: string, side: 'client' | 'server', c: ProofContext): FrameSeal {
+  const key = (direction: string) => {
+    const h = createHmac('sha256', secret);
+    h.update(`panther-frames-1|${direction}|${c.purpose}|${c.server}|${c.client}|${c.gen}|`);
+    h.update(c.serverNonce);
+    h.update('|');
+    h.update(c.clientNonce);
+    return h.digest();
+  };
+  const up = key('client-to-server');
+  const down = key('server-to-client');
+  return side === 'client' ? new FrameSeal(up, down) : new FrameSeal(down, up);
 }
 
 export function newNonce(): Buffer {

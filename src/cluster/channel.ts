@@ -5,7 +5,7 @@ import type { AddressInfo } from 'node:net';
 import type { Logger } from 'pino';
 import { WebSocket, WebSocketServer } from 'ws';
 import { PantherError } from '../errors.js';
-import { clientProof, newNonce, proofMatches, serverProof, type ProofContext } from './auth.js';
+import { clientProof, frameSeal, newNonce, proofMatches, serverProof, type FrameSeal, type ProofContext } from './auth.js';
 import { decodeMessage, encodeMessage, ProtocolError, type Message, type MessageType, type Outgoing } from './protocol.js';
 
 /** Close codes we use (4000-4999 are for applications). */
@@ -40,6 +40,8 @@ export class Channel {
   private handler: ((m: Message) => void) | null = null;
   private closeHandlers: ((code: number, reason: string) => void)[] = [];
   private violated = false;
+  /** Set once the handshake has authenticated both ends: every frame is sealed and checked. */
+  private sealed: FrameSeal | null = null;
   closed = false;
 
   constructor(readonly ws: WebSocket, private readonly o: ChannelOptions) {
@@ -57,6 +59,11 @@ export class Channel {
       const text = reason.toString();
       for (const h of this.closeHandlers.splice(0)) h(code, text);
     });
+  }
+
+  /** From now on frames are sealed on sending and must carry a valid tag on receipt. */
+  protect(seal: FrameSeal): void {
+    this.sealed = seal;
   }
 
   setAccept(types: readonly MessageType[]): void {
@@ -80,7 +87,7 @@ export class Channel {
   /** Sends a frame already encoded (encodeRingData). */
   sendFrame(frame: Buffer): boolean {
     if (this.closed || this.ws.readyState !== WebSocket.OPEN) return false;
-    this.ws.send(frame, { binary: true });
+    this.ws.send(this.sealed ? this.sealed.seal(frame) : frame, { binary: true });
     return true;
   }
 
@@ -115,7 +122,12 @@ export class Channel {
   private receive(data: WebSocket.RawData, isBinary: boolean): void {
     if (this.violated || this.closed) return;
     if (!isBinary) return this.reject('text frame (the protocol is binary msgpack)');
-    const frame = Array.isArray(data) ? Buffer.concat(data) : Buffer.isBuffer(data) ? data : Buffer.from(data);
+    let frame = Array.isArray(data) ? Buffer.concat(data) : Buffer.isBuffer(data) ? data : Buffer.from(data);
+    if (this.sealed) {
+      const opened = this.sealed.open(frame);
+      if (!opened) return this.unsealed(frame);
+      frame = opened;
+    }
     let msg: Message;
     try {
       // A peer may always say why it is hanging up on us.
@@ -135,6 +147,27 @@ export class Channel {
       this.o.log.error({ peer: this.label, err: (err as Error).stack }, `failed handling message ${msg.t}`);
       this.close(1011, 'internal error');
     }
+  }
+
+  /**
+   * A frame without a valid tag: tampered, injected, replayed or out of order, unless it is a
+   * plain `rejected` (a listener that refused our proof cannot seal; anyone able to inject
+   * it could as well cut the connection).
+   */
+  private unsealed(frame: Buffer): void {
+    let msg: Message | null = null;
+    try {
+      msg = decodeMessage(frame, ['rejected'], this.label);
+    } catch {
+      msg = null;
+    }
+    if (msg?.t === 'rejected') {
+      this.o.log.warn({ peer: this.label, code: msg.code, reason: msg.reason }, 'the peer rejected us');
+      if (this.accepting.includes('rejected')) this.handler?.(msg);
+      this.close(CLOSE.normal, 'rejected by the peer');
+      return;
+    }
+    this.reject('frame authentication failed: its tag does not match (altered, injected, replayed or reordered)');
   }
 
   /** The next message (handshakes): rejects on close or timeout. */
@@ -278,6 +311,7 @@ export async function acceptHandshake(ws: WebSocket, o: AcceptOptions): Promise<
     channel.close(CLOSE.auth, 'authentication failed');
     return null;
   }
+  channel.protect(frameSeal(o.secret, 'server', ctx));
   channel.setAccept(o.accept);
   channel.label = `${o.label} (${msg.identity})`;
   return { channel, identity: msg.identity, gen: msg.gen, proof: serverProof(o.secret, ctx) };
@@ -319,6 +353,7 @@ export async function connectHandshake(url: string, o: ConnectHandshakeOptions):
     const clientNonce = newNonce();
     const ctx: ProofContext = { purpose: o.purpose, server: challenge.identity, client: o.identity, gen: o.gen, serverNonce: challenge.nonce, clientNonce };
     channel.send({ t: 'auth', identity: o.identity, gen: o.gen, nonce: clientNonce, proof: clientProof(o.secret, ctx) });
+    channel.protect(frameSeal(o.secret, 'client', ctx));
     const answer = await channel.next(timeout);
     if (answer.t === 'rejected') throw new PantherError(answer.code === 'E_AUTH' ? 'E_AUTH' : 'E_CLUSTER', `rejected by ${challenge.identity}: ${answer.reason}`, url);
     if (answer.t !== 'welcome' && answer.t !== 'peer-welcome') throw new PantherError('E_PROTOCOL', `expected a welcome, got ${answer.t}`, url);

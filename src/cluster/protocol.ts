@@ -54,7 +54,8 @@ const Manifest = z.array(z.strictObject({ name: z.string().min(1).max(256), shap
 export const MESSAGES = {
   // handshake (both channels)
   challenge: message('challenge', 1, { purpose: z.enum(['control', 'ring']), identity: id, nonce }),
-  auth: message('auth', 1, { identity: id, gen: count, nonce, proof: nonce }),
+  // v2: every later frame of the connection is sealed (auth.ts FrameSeal).
+  auth: message('auth', 2, { identity: id, gen: count, nonce, proof: nonce }),
   welcome: message('welcome', 2, { proof: nonce, workerId: id, setup: Setup }),
   'peer-welcome': message('peer-welcome', 1, { proof: nonce }),
   rejected: message('rejected', 1, { code: z.string().max(64), reason: z.string().max(2000) }),

@@ -15,8 +15,9 @@ describe('cluster protocol', () => {
     expect(m).toMatchObject({ t: 'ring-data', v: 1, gen: 3, step: 7, attempt: 2, op: 1, round: 0 });
     expect(Array.from(typedView(m.data, Float32Array, 'test'))).toEqual(Array.from(grads));
     expect(Object.keys(MESSAGES).length).toBeGreaterThan(20);
-    // welcome is at version 2 (the set-up carries the coordinator's heartbeat timeout); the rest at 1.
-    for (const t of Object.keys(MESSAGES)) expect(PROTOCOL_VERSIONS[t as keyof typeof MESSAGES]).toBe(t === 'welcome' ? 2 : 1);
+    // welcome is at version 2 (the set-up carries the coordinator's heartbeat timeout), auth at
+    // 2 (the frames after it are sealed); the rest at 1.
+    for (const t of Object.keys(MESSAGES)) expect(PROTOCOL_VERSIONS[t as keyof typeof MESSAGES]).toBe(t === 'welcome' || t === 'auth' ? 2 : 1);
     const old = pack({ t: 'welcome', v: 1, proof: new Uint8Array(32), workerId: 'w1', setup: {} });
     expect(() => decodeMessage(old, ['welcome'], 'test')).toThrow(/welcome has version 1, this side speaks 2/);
   });
