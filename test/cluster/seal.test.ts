@@ -81,7 +81,8 @@ describe('sealed connections', () => {
     const second = await connect();
     second.channel.send({ t: 'heartbeat', seq: 3 });
     await waitFor(() => received.length === 3);
-    const altered = second.channel.send({ t: 'heartbeat', seq: 4 }) && second.raw.at(-1)!;
+    expect(second.channel.send({ t: 'heartbeat', seq: 4 })).toBe(true);
+    const altered = second.raw.at(-1)!;
     await waitFor(() => received.length === 4);
     const forged = Buffer.from(altered);
     forged[forged.byteLength - TAG_BYTES - 1] ^= 1;
