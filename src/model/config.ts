@@ -22,7 +22,7 @@ export const ModelSchema = z
         enabled: z.boolean().default(true),
         blend: z.number().min(0).max(1).default(0.1).describe('weight of the profile embedding blended into every position'),
         contrastiveWeight: z.number().min(0).default(0.1),
-        temperature: z.number().positive().default(0.1),
+        temperature: z.number().positive().default(0.5).describe('InfoNCE temperature; sharper ones (0.1) pull the last state of demographically similar users together hard enough to cost next-event accuracy'),
         embedDim: z.number().int().min(4).max(512).default(32).describe('width of the user-profile embedding'),
         positiveFields: z.number().int().min(1).default(2).describe('users whose first N profile fields all match are positives'),
       })
