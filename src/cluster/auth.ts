@@ -23,17 +23,18 @@ export interface ProofContext {
   clientNonce: Uint8Array;
 }
 
-function mac(secret: string, side: 'client' | 'server', c: ProofContext): Buffer {
+/** HMAC-SHA256(secret) over a label and the whole context: proofs and frame keys alike. */
+function contextMac(secret: string, label: string, c: ProofContext): Buffer {
   const h = createHmac('sha256', secret);
-  h.update(`panther-auth-1|${side}|${c.purpose}|${c.server}|${c.client}|${c.gen}|`);
+  h.update(`${label}|${c.purpose}|${c.server}|${c.client}|${c.gen}|`);
   h.update(c.serverNonce);
   h.update('|');
   h.update(c.clientNonce);
   return h.digest();
 }
 
-export const clientProof = (secret: string, c: ProofContext): Buffer => mac(secret, 'client', c);
-export const serverProof = (secret: string, c: ProofContext): Buffer => mac(secret, 'server', c);
+export const clientProof = (secret: string, c: ProofContext): Buffer => contextMac(secret, 'panther-auth-1|client', c);
+export const serverProof = (secret: string, c: ProofContext): Buffer => contextMac(secret, 'panther-auth-1|server', c);
 
 /** Constant-time comparison of a received proof with the expected one. */
 export function proofMatches(expected: Buffer, got: Uint8Array): boolean {
@@ -85,16 +86,8 @@ export class FrameSeal {
 
 /** The seal of one end of an authenticated connection (`side`: which end this is). */
 export function frameSeal(secret: string, side: 'client' | 'server', c: ProofContext): FrameSeal {
-  const key = (direction: string) => {
-    const h = createHmac('sha256', secret);
-    h.update(`panther-frames-1|${direction}|${c.purpose}|${c.server}|${c.client}|${c.gen}|`);
-    h.update(c.serverNonce);
-    h.update('|');
-    h.update(c.clientNonce);
-    return h.digest();
-  };
-  const up = key('client-to-server');
-  const down = key('server-to-client');
+  const up = contextMac(secret, 'panther-frames-1|client-to-server', c);
+  const down = contextMac(secret, 'panther-frames-1|server-to-client', c);
   return side === 'client' ? new FrameSeal(up, down) : new FrameSeal(down, up);
 }
 

@@ -122,18 +122,17 @@ export class Channel {
   private receive(data: WebSocket.RawData, isBinary: boolean): void {
     if (this.violated || this.closed) return;
     if (!isBinary) return this.reject('text frame (the protocol is binary msgpack)');
-    let frame = Array.isArray(data) ? Buffer.concat(data) : Buffer.isBuffer(data) ? data : Buffer.from(data);
-    if (this.sealed) {
-      const opened = this.sealed.open(frame);
-      if (!opened) return this.unsealed(frame);
-      frame = opened;
-    }
+    const frame = Array.isArray(data) ? Buffer.concat(data) : Buffer.isBuffer(data) ? data : Buffer.from(data);
+    // A peer may always say why it is hanging up on us; unsealed, only that: a listener that
+    // refused our proof has no key to seal with (and whoever could inject it could as well cut
+    // the connection). Any other frame without a valid tag was altered, injected, replayed or
+    // reordered.
+    const opened = this.sealed ? this.sealed.open(frame) : frame;
     let msg: Message;
     try {
-      // A peer may always say why it is hanging up on us.
-      msg = decodeMessage(frame, [...this.accepting, 'rejected'], this.label);
+      msg = decodeMessage(opened ?? frame, opened ? [...this.accepting, 'rejected'] : ['rejected'], this.label);
     } catch (err) {
-      return this.reject((err as Error).message);
+      return this.reject(opened ? (err as Error).message : 'frame authentication failed: its tag does not match (altered, injected, replayed or reordered)');
     }
     if (msg.t === 'rejected' && !this.accepting.includes('rejected')) {
       this.o.log.warn({ peer: this.label, code: msg.code, reason: msg.reason }, 'the peer rejected us');
@@ -147,27 +146,6 @@ export class Channel {
       this.o.log.error({ peer: this.label, err: (err as Error).stack }, `failed handling message ${msg.t}`);
       this.close(1011, 'internal error');
     }
-  }
-
-  /**
-   * A frame without a valid tag: tampered, injected, replayed or out of order, unless it is a
-   * plain `rejected` (a listener that refused our proof cannot seal; anyone able to inject
-   * it could as well cut the connection).
-   */
-  private unsealed(frame: Buffer): void {
-    let msg: Message | null = null;
-    try {
-      msg = decodeMessage(frame, ['rejected'], this.label);
-    } catch {
-      msg = null;
-    }
-    if (msg?.t === 'rejected') {
-      this.o.log.warn({ peer: this.label, code: msg.code, reason: msg.reason }, 'the peer rejected us');
-      if (this.accepting.includes('rejected')) this.handler?.(msg);
-      this.close(CLOSE.normal, 'rejected by the peer');
-      return;
-    }
-    this.reject('frame authentication failed: its tag does not match (altered, injected, replayed or reordered)');
   }
 
   /** The next message (handshakes): rejects on close or timeout. */

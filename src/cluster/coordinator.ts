@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import type { Logger } from 'pino';
 import type { ClusterConfig } from '../config/schema.js';
 import { loadPreparedData } from '../data/cache.js';
-import { trainingWindows, type Window } from '../data/batching.js';
+import { EpochSchedule, trainingWindows, type Window } from '../data/batching.js';
 import type { PreparedData } from '../data/prepare.js';
 import { PantherError } from '../errors.js';
 import { checkpointPath, readCheckpoint, writeCheckpoint, type HostTrainingState, type LoadedCheckpoint, type TrainingState } from '../train/checkpoint.js';
@@ -13,7 +13,7 @@ import { plotCurves } from '../train/plot.js';
 import { learningRate } from '../train/schedule.js';
 import { modelShapeOf, noteValidation, trainingSchedule, type StepReport, type TrainSummary } from '../train/trainer.js';
 import { workerSlots } from './config.js';
-import { assignRows, globalBatchIndices } from './plan.js';
+import { assignRows } from './plan.js';
 import { MemberLost, PENDING, WorkerPool, type Member, type Setup } from './pool.js';
 import { bytesOf, type Message } from './protocol.js';
 import type { ManifestEntry } from './replica.js';
@@ -82,6 +82,7 @@ export class Coordinator {
   private readonly expected: number;
   private data!: PreparedData;
   private windows: Window[] = [];
+  private schedule: EpochSchedule | null = null;
   private dataKey = '';
   private batchesPerEpoch = 1;
   totalSteps = 1;
@@ -165,6 +166,7 @@ export class Coordinator {
     this.data = prepared.data;
     this.dataKey = prepared.cache.key;
     this.windows = trainingWindows(this.data, this.o.config.data.maxLength);
+    this.schedule = new EpochSchedule(this.windows, { seed: this.train.seed, batchSize: this.train.batchSize, bucketBatches: this.train.lengthBuckets });
     ({ batchesPerEpoch: this.batchesPerEpoch, totalSteps: this.totalSteps } = trainingSchedule(this.windows.length, this.train));
     const url = await this.pool.start();
     this.o.hooks?.onListening?.(url);
@@ -323,7 +325,7 @@ export class Coordinator {
   private async step(): Promise<ClusterStepReport> {
     const t = this.train;
     const L = this.o.config.data.maxLength;
-    const indices = globalBatchIndices(this.windows, t.seed, this.state.epoch, this.state.position, t.batchSize, t.lengthBuckets);
+    const indices = this.schedule!.indices(this.state.epoch, this.state.position);
     const lr = learningRate(this.state.step, { peak: t.lr, warmup: t.warmupSteps, total: this.totalSteps, minRatio: t.minLrRatio });
     const step = this.state.step + 1;
     const checksum = step % this.cluster.checksumEvery === 0;

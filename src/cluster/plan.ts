@@ -1,21 +1,13 @@
 import { PantherError } from '../errors.js';
-import { batchLength, epochOrder, makeBatch, shardBatch, type Batch, type Window } from '../data/batching.js';
+import { batchLength, makeBatch, shardBatch, type Batch, type Window } from '../data/batching.js';
 import type { PreparedData } from '../data/prepare.js';
 
 /**
  * What one data-parallel step works on, derived exactly as the single-process Trainer does:
- * the global batch is the (seed, epoch)-shuffled windows at `position`, split across the
+ * the global batch is the EpochSchedule's batch at (epoch, position), split across the
  * ring by shardBatch (balanced by event count). Only window indices travel. Each rank cuts
  * its rows to its own longest window: the model's outputs do not depend on left padding.
  */
-
-/** Indices (into `windows`) of the global batch at (seed, epoch, position); `bucketBatches` as in epochOrder. */
-export function globalBatchIndices(windows: readonly Window[], seed: number, epoch: number, position: number, batchSize: number, bucketBatches: number): Int32Array {
-  const index = new Map<Window, number>();
-  windows.forEach((w, i) => index.set(w, i));
-  const order = epochOrder(windows, seed, epoch, batchSize, bucketBatches);
-  return Int32Array.from(order.slice(position * batchSize, (position + 1) * batchSize), (w) => index.get(w)!);
-}
 
 /** Ring rank of every row of the global batch (shardBatch over `workers` shards). */
 export function assignRows(data: PreparedData, windows: readonly Window[], indices: Int32Array, maxLength: number, workers: number): Uint16Array {

@@ -89,6 +89,34 @@ export function epochOrder(windows: readonly Window[], seed: number, epoch: numb
   return out;
 }
 
+/**
+ * The batches of a training run over fixed windows: batch `position` of `epoch` in the
+ * epochOrder of (seed, epoch). The order is computed once per epoch, not once per step.
+ */
+export class EpochSchedule {
+  private current: { epoch: number; order: Window[] } | null = null;
+  private index: Map<Window, number> | null = null;
+
+  constructor(readonly windows: readonly Window[], private readonly o: { seed: number; batchSize: number; bucketBatches: number }) {}
+
+  /** The windows of one batch. */
+  batch(epoch: number, position: number): Window[] {
+    if (this.current?.epoch !== epoch) this.current = { epoch, order: epochOrder(this.windows, this.o.seed, epoch, this.o.batchSize, this.o.bucketBatches) };
+    return this.current.order.slice(position * this.o.batchSize, (position + 1) * this.o.batchSize);
+  }
+
+  /** The same batch as indices into `windows` (what travels to data-parallel workers). */
+  indices(epoch: number, position: number): Int32Array {
+    if (!this.index) {
+      const index = new Map<Window, number>();
+      this.windows.forEach((w, i) => index.set(w, i));
+      this.index = index;
+    }
+    const index = this.index;
+    return Int32Array.from(this.batch(epoch, position), (w) => index.get(w)!);
+  }
+}
+
 /** Positions a batch of these windows needs: the longest window rounded up to a multiple of 8, at most maxLength. */
 export function batchLength(windows: readonly Window[], maxLength: number): number {
   checkLength(maxLength);

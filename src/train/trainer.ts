@@ -1,7 +1,7 @@
 import { appendFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
-import { batchLength, epochOrder, makeBatch, trainingWindows, type Window } from '../data/batching.js';
+import { batchLength, EpochSchedule, makeBatch, trainingWindows } from '../data/batching.js';
 import type { PreparedData } from '../data/prepare.js';
 import type { Gpu } from '../gpu/runtime.js';
 import type { ModelConfig, ModelShape } from '../model/config.js';
@@ -116,9 +116,7 @@ export class Trainer {
   readonly optimizer: AdamW;
   readonly dir: string;
   private state: TrainingState = { ...INITIAL_STATE };
-  private readonly windows: Window[];
-  /** The current epoch's window order (epochOrder), computed once per epoch. */
-  private order: { epoch: number; windows: Window[] } | null = null;
+  private readonly schedule: EpochSchedule;
   readonly totalSteps: number;
   private readonly batchesPerEpoch: number;
   private readonly curve: CurvePoint[] = [];
@@ -128,12 +126,12 @@ export class Trainer {
     this.dir = t.checkpointDir;
     this.model = new PantherModel(o.gpu, o.model, modelShapeOf(o.data, o.maxLength));
     this.optimizer = trainingOptimizer(o.gpu, t);
-    this.windows = trainingWindows(o.data, o.maxLength);
-    ({ batchesPerEpoch: this.batchesPerEpoch, totalSteps: this.totalSteps } = trainingSchedule(this.windows.length, t));
+    this.schedule = new EpochSchedule(trainingWindows(o.data, o.maxLength), { seed: t.seed, batchSize: t.batchSize, bucketBatches: t.lengthBuckets });
+    ({ batchesPerEpoch: this.batchesPerEpoch, totalSteps: this.totalSteps } = trainingSchedule(this.schedule.windows.length, t));
   }
 
   get trainingWindows(): number {
-    return this.windows.length;
+    return this.schedule.windows.length;
   }
 
   private metricsFile(): string {
@@ -192,8 +190,7 @@ export class Trainer {
   /** One optimizer step on the batch at the current position; returns the losses. */
   private async step(): Promise<StepReport> {
     const { gpu, data, train: t } = this.o;
-    if (this.order?.epoch !== this.state.epoch) this.order = { epoch: this.state.epoch, windows: epochOrder(this.windows, t.seed, this.state.epoch, t.batchSize, t.lengthBuckets) };
-    const slice = this.order.windows.slice(this.state.position * t.batchSize, (this.state.position + 1) * t.batchSize);
+    const slice = this.schedule.batch(this.state.epoch, this.state.position);
     const batch = makeBatch(data, slice, batchLength(slice, this.o.maxLength), 'right');
     const lr = learningRate(this.state.step, { peak: t.lr, warmup: t.warmupSteps, total: this.totalSteps, minRatio: t.minLrRatio });
     const t0 = performance.now();
