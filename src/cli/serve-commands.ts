@@ -170,7 +170,7 @@ export async function serveCommand(config: ClusterConfig, o: ServeOptions): Prom
 
 /**
  * `panther bench serve`: starts `panther serve` as its own process (so the load generator
- * does not share its event loop), then drives it at a fixed rate with autocannon on loopback:
+ * does not share its event loop), then drives it at a constant rate, open loop, on loopback:
  * scores for cached users (90%) and unknown ones (10%). Needs a finished version in Redis.
  */
 export async function benchServeCommand(config: ClusterConfig, o: { configPath?: string; model?: string; rate: number; seconds: number; connections: number; json?: string }): Promise<LatencyReport> {

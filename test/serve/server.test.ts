@@ -187,16 +187,29 @@ describe('the HTTP scorer (fastify) over a real redis-server', () => {
     expect(text).toMatch(new RegExp(`panther_embedding_version ${version}`));
   });
 
-  it('drives the scorer with a real HTTP load generator (autocannon) and reads its own histogram', async () => {
+  it('drives the scorer at a constant rate, open loop, and reads its own histogram', async () => {
     const body = () => JSON.stringify({ user: run.data.users[Math.floor(Math.random() * 10)], event: { amount: 12, item: 'm0001' } });
+    const t0 = performance.now();
     const r = await latencyBenchmark(`${base}/v1/score`, { rate: 100, seconds: 1, connections: 2, body });
-    expect(r.requests).toBeGreaterThanOrEqual(50);
+    const wall = (performance.now() - t0) / 1000;
+    // Exactly rate x seconds requests, spread over the second rather than sent at once.
+    expect(r.requests).toBe(100);
+    expect(wall).toBeGreaterThan(0.95);
     expect(r.non2xx + r.errors + r.timeouts).toBe(0);
     expect(r.p50).toBeGreaterThan(0);
     expect(r.p99).toBeGreaterThanOrEqual(r.p50);
+    expect(r.scheduledP99).toBeGreaterThanOrEqual(r.p99 - 1e-9);
+    expect(r.lagP99).toBeGreaterThanOrEqual(0);
     const server = histogramQuantiles(await (await fetch(`${base}/metrics`)).text(), '/v1/score', [0.5, 1]);
     expect(server.count).toBeGreaterThanOrEqual(10 + r.requests);
     expect(server.quantiles[1]).toBeGreaterThanOrEqual(server.quantiles[0]);
+  });
+
+  it('counts refused connections as errors, not latencies', async () => {
+    const r = await latencyBenchmark('http://127.0.0.1:1/v1/score', { rate: 50, seconds: 0.2, connections: 1, body: () => '{}' });
+    expect(r.requests).toBe(10);
+    expect(r.errors).toBe(10);
+    expect(Number.isNaN(r.p50)).toBe(true);
   });
 
   it('drops the cached entries of a version when the pointer moves to a new one', async () => {
