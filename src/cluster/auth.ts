@@ -73,6 +73,14 @@ export class FrameSeal {
     return Buffer.concat([frame, FrameSeal.tag(this.sendKey, this.sent++, frame)]);
   }
 
+  /** Seals a frame built with TAG_BYTES of room at its end: the tag goes there, nothing is copied. */
+  sealInPlace(buffer: Buffer): Buffer {
+    if (buffer.byteLength < TAG_BYTES) throw new RangeError(`a ${buffer.byteLength}-byte buffer has no room for a ${TAG_BYTES}-byte tag`);
+    const frame = buffer.subarray(0, buffer.byteLength - TAG_BYTES);
+    FrameSeal.tag(this.sendKey, this.sent++, frame).copy(buffer, frame.byteLength);
+    return buffer;
+  }
+
   /** The frame without its tag, or null when the tag does not match (nothing is consumed then). */
   open(sealed: Buffer): Buffer | null {
     if (sealed.byteLength < TAG_BYTES) return null;

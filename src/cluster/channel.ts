@@ -5,8 +5,8 @@ import type { AddressInfo } from 'node:net';
 import type { Logger } from 'pino';
 import { WebSocket, WebSocketServer } from 'ws';
 import { PantherError } from '../errors.js';
-import { clientProof, frameSeal, newNonce, proofMatches, serverProof, type FrameSeal, type ProofContext } from './auth.js';
-import { decodeMessage, encodeMessage, ProtocolError, type Message, type MessageType, type Outgoing } from './protocol.js';
+import { clientProof, frameSeal, newNonce, proofMatches, serverProof, TAG_BYTES, type FrameSeal, type ProofContext } from './auth.js';
+import { decodeMessage, encodeMessage, encodeRingData, ProtocolError, type Message, type MessageType, type Outgoing } from './protocol.js';
 
 /** Close codes we use (4000-4999 are for applications). */
 export const CLOSE = { normal: 1000, violation: 4002, auth: 4003, rejected: 4004, evicted: 4005, shutdown: 4006 } as const;
@@ -29,6 +29,40 @@ export interface ChannelOptions {
 }
 
 /**
+ * Large send buffers kept for reuse, by exact size: a training step sends the same frame
+ * sizes every time, and fresh buffers of megabytes each make V8 collect the whole heap
+ * every few of them (external memory pressure). Bounded; small frames are not pooled.
+ */
+export class FramePool {
+  private readonly free = new Map<number, Buffer[]>();
+  private bytes = 0;
+
+  constructor(readonly minBytes = 64 * 1024, readonly maxBytes = 64 * 1024 * 1024) {}
+
+  get pooledBytes(): number {
+    return this.bytes;
+  }
+
+  take(n: number): Buffer {
+    const b = n >= this.minBytes ? this.free.get(n)?.pop() : undefined;
+    if (!b) return Buffer.allocUnsafe(n);
+    this.bytes -= n;
+    return b;
+  }
+
+  /** Returns a buffer no one reads or writes any more. */
+  give(b: Buffer): void {
+    const n = b.byteLength;
+    if (n < this.minBytes || b.byteOffset !== 0 || b.buffer.byteLength !== n || this.bytes + n > this.maxBytes) return;
+    const list = this.free.get(n) ?? [];
+    if (list.includes(b)) return;
+    list.push(b);
+    this.free.set(n, list);
+    this.bytes += n;
+  }
+}
+
+/**
  * One WebSocket with the protocol on top: typed sends, and receipt that decodes and
  * validates every frame against the types this side accepts right now. A frame that fails
  * is logged with its reason, answered with `rejected`, and the connection is closed; the
@@ -42,6 +76,7 @@ export class Channel {
   private violated = false;
   /** Set once the handshake has authenticated both ends: every frame is sealed and checked. */
   private sealed: FrameSeal | null = null;
+  private readonly frames = new FramePool();
   closed = false;
 
   constructor(readonly ws: WebSocket, private readonly o: ChannelOptions) {
@@ -84,10 +119,22 @@ export class Channel {
     return this.sendFrame(encodeMessage(msg));
   }
 
-  /** Sends a frame already encoded (encodeRingData). */
-  sendFrame(frame: Buffer): boolean {
+  /** Sends an encoded frame. */
+  private sendFrame(frame: Buffer): boolean {
     if (this.closed || this.ws.readyState !== WebSocket.OPEN) return false;
     this.ws.send(this.sealed ? this.sealed.seal(frame) : frame, { binary: true });
+    return true;
+  }
+
+  /**
+   * Sends tensor bytes to a ring neighbour: encoded and sealed in one buffer, the data copied
+   * once. The buffer comes back to the channel's pool once the socket has taken it, so the
+   * same frames of every step reuse the same memory.
+   */
+  sendRingData(msg: Omit<Outgoing<'ring-data'>, 'pad'>): boolean {
+    if (this.closed || this.ws.readyState !== WebSocket.OPEN) return false;
+    const frame = encodeRingData(msg, this.sealed ? TAG_BYTES : 0, (n) => this.frames.take(n));
+    this.ws.send(this.sealed ? this.sealed.sealInPlace(frame) : frame, { binary: true }, () => this.frames.give(frame));
     return true;
   }
 

@@ -155,18 +155,48 @@ export function encodeMessage(msg: Outgoing): Buffer {
 
 const binHeader = (n: number) => (n < 256 ? 2 : n < 65536 ? 3 : 5);
 
+function writeBinHeader(out: Buffer, at: number, n: number): void {
+  if (n < 256) {
+    out[at] = 0xc4;
+    out[at + 1] = n;
+  } else if (n < 65536) {
+    out[at] = 0xc5;
+    out.writeUInt16BE(n, at + 1);
+  } else {
+    out[at] = 0xc6;
+    out.writeUInt32BE(n, at + 1);
+  }
+}
+
+/** Where the empty `data` bin of a probe frame sits (msgpackr writes it as c4 00; only `v` follows it). */
+function emptyBinAt(probe: Buffer): number {
+  const at = probe.lastIndexOf(0xc4);
+  if (at < 0 || probe[at + 1] !== 0) throw new ProtocolError('ring-data probe has no empty data field', 'encodeRingData');
+  return at;
+}
+
 /**
  * A ring-data frame whose tensor bytes start at a multiple of 4 (the receiver gets the frame
- * in a buffer of its own, so it can view them as a Float32Array without a copy).
+ * in a buffer of its own, so it can view them as a Float32Array without a copy), followed by
+ * `spare` unused bytes (room for the frame's seal), in a buffer from `alloc`. The fields are encoded (and checked)
+ * around an empty `data`, and the tensor bytes copied once into the one buffer: a frame
+ * costs one allocation and one copy of its data.
  */
-export function encodeRingData(msg: Omit<Outgoing<'ring-data'>, 'pad'>): Buffer {
+export function encodeRingData(msg: Omit<Outgoing<'ring-data'>, 'pad'>, spare = 0, alloc: (bytes: number) => Buffer = Buffer.allocUnsafe): Buffer {
   // Field order is the encoding order: the pad goes before the data.
   const { data, ...head } = msg;
-  const probe = encodeMessage({ ...head, pad: '', data: new Uint8Array(0) });
-  // The probe ends with the data field (then v): find where its empty bin value sits.
-  const offset = probe.lastIndexOf(0xc4) + binHeader(data.byteLength);
-  const pad = ' '.repeat((4 - (offset % 4)) % 4);
-  return encodeMessage({ ...head, pad, data });
+  const n = data.byteLength;
+  const pad = ' '.repeat((4 - ((emptyBinAt(encodeMessage({ ...head, pad: '', data: new Uint8Array(0) })) + binHeader(n)) % 4)) % 4);
+  const probe = encodeMessage({ ...head, pad, data: new Uint8Array(0) });
+  const at = emptyBinAt(probe);
+  const offset = at + binHeader(n);
+  const tail = probe.subarray(at + 2);
+  const out = alloc(offset + n + tail.byteLength + spare);
+  probe.copy(out, 0, 0, at);
+  writeBinHeader(out, at, n);
+  out.set(data, offset);
+  tail.copy(out, offset + n);
+  return out;
 }
 
 function issueText(err: z.ZodError): string {

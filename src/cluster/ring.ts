@@ -1,7 +1,7 @@
 import type { Logger } from 'pino';
 import { PantherError } from '../errors.js';
 import { acceptHandshake, Channel, CLOSE, connectHandshake, listen, type Listener } from './channel.js';
-import { bytesOf, encodeRingData, ProtocolError, typedView, type Message } from './protocol.js';
+import { bytesOf, ProtocolError, typedView, type Message } from './protocol.js';
 
 /**
  * The ring between workers: every worker listens on a port of its own; for each ring
@@ -270,7 +270,7 @@ export class RingLink {
       this.truncateNext = null;
       data = data.subarray(0, 12);
     }
-    this.right!.sendFrame(encodeRingData({ t: 'ring-data', gen: this.gen, step: tag.step, attempt: tag.attempt, op: tag.op, round, data }));
+    this.right!.sendRingData({ t: 'ring-data', gen: this.gen, step: tag.step, attempt: tag.attempt, op: tag.op, round, data });
     this.bytesSent += data.byteLength;
   }
 
@@ -317,6 +317,15 @@ export function chunkRange(n: number, parts: number, c: number): [number, number
 }
 
 /**
+ * data[offset + i] = partial[i] + data[offset + i]: the incoming partial sum comes first, so
+ * chunk c is summed as x_c + x_c+1 + ... in ring order. (A function of its own, so it is
+ * optimized apart from the async collective around it.)
+ */
+function addInto(data: Float32Array, offset: number, partial: Float32Array): void {
+  for (let i = 0; i < partial.length; i++) data[offset + i] = partial[i] + data[offset + i];
+}
+
+/**
  * Sums `data` over the ring in place (reduce-scatter, then all-gather): each worker sends
  * and receives 2(N-1)/N of the buffer. The sum of chunk c always starts at worker c and
  * goes round the ring in rank order, so the result does not depend on timing, and the
@@ -334,8 +343,7 @@ export async function ringAllReduce(link: RingLink, data: Float32Array, tag: Rin
     const c = mod(r - s - 1);
     const [b0, b1] = range(c);
     const got = typedView(await link.recv(tag, s, (b1 - b0) * 4), Float32Array, 'ring-data');
-    // The incoming partial sum comes first: chunk c is summed as x_c + x_c+1 + ... in ring order.
-    for (let i = 0; i < got.length; i++) data[b0 + i] = got[i] + data[b0 + i];
+    addInto(data, b0, got);
   }
   for (let s = 0; s < N - 1; s++) {
     const [a0, a1] = range(mod(r + 1 - s));

@@ -33,6 +33,23 @@ describe('cluster protocol', () => {
     }
   });
 
+  it('builds a ring frame in one buffer from the allocator, with spare room after it', () => {
+    const data = bytesOf(Float32Array.from({ length: 5000 }, (_, i) => i / 7));
+    const plain = encodeRingData({ t: 'ring-data', gen: 2, step: 9, attempt: 1, op: 3, round: 2, data });
+    const sizes: number[] = [];
+    const roomy = encodeRingData({ t: 'ring-data', gen: 2, step: 9, attempt: 1, op: 3, round: 2, data }, 16, (n) => {
+      sizes.push(n);
+      return Buffer.alloc(n, 0xee);
+    });
+    expect(sizes).toEqual([plain.byteLength + 16]);
+    expect(roomy.subarray(0, plain.byteLength)).toEqual(plain);
+    expect(roomy.subarray(plain.byteLength).every((b) => b === 0xee)).toBe(true);
+    // The same bytes msgpackr writes for the whole message (the frame is spliced around the data).
+    expect(plain.equals(encodeMessage({ t: 'ring-data', gen: 2, step: 9, attempt: 1, op: 3, round: 2, pad: decodeMessage(plain, ['ring-data'], 'test').pad, data }))).toBe(true);
+    const m = decodeMessage(roomy.subarray(0, plain.byteLength), ['ring-data'], 'test');
+    expect(Array.from(typedView(m.data, Float32Array, 'test'))).toEqual(Array.from(new Float32Array(data.buffer)));
+  });
+
   const reject = (frame: Uint8Array, accept: Parameters<typeof decodeMessage>[1] = ['heartbeat', 'ring-data', 'state-part']) => {
     try {
       decodeMessage(frame, accept, 'peer 1.2.3.4');

@@ -1,7 +1,7 @@
 import { afterAll, describe, expect, it } from 'vitest';
 import type { WebSocket } from 'ws';
 import { frameSeal, TAG_BYTES, type ProofContext } from '../../src/cluster/auth.js';
-import { acceptHandshake, connectHandshake, listen, type Channel, type Listener } from '../../src/cluster/channel.js';
+import { acceptHandshake, connectHandshake, FramePool, listen, type Channel, type Listener } from '../../src/cluster/channel.js';
 import type { Message } from '../../src/cluster/protocol.js';
 import { memoryLogger, SECRET } from './support.js';
 
@@ -30,6 +30,44 @@ describe('frame seal', () => {
     expect(server.open(frameSeal(SECRET, 'server', ctx).seal(Buffer.from('fourth')))).toBeNull();
     // A failed check consumes nothing: the genuine frame still opens.
     expect(server.open(next)).toEqual(Buffer.from('fourth'));
+  });
+
+  it('seals in place a frame built with room for its tag, the same tag as a copying seal', () => {
+    const a = frameSeal(SECRET, 'client', ctx);
+    const b = frameSeal(SECRET, 'client', ctx);
+    const server = frameSeal(SECRET, 'server', ctx);
+    for (const n of [0, 5, 70_000]) {
+      const frame = Buffer.alloc(n, n % 251);
+      const roomy = Buffer.alloc(n + TAG_BYTES);
+      frame.copy(roomy);
+      const sealed = a.sealInPlace(roomy);
+      expect(sealed).toBe(roomy);
+      expect(sealed).toEqual(b.seal(frame));
+      expect(server.open(sealed)).toEqual(frame);
+    }
+    expect(() => a.sealInPlace(Buffer.alloc(TAG_BYTES - 1))).toThrow(/no room/);
+  });
+});
+
+describe('frame pool', () => {
+  it('hands a given-back buffer out again for the same size only, within its bound', () => {
+    const pool = new FramePool(1024, 8192);
+    const a = pool.take(4096);
+    expect(a.byteLength).toBe(4096);
+    pool.give(a);
+    pool.give(a);
+    expect(pool.pooledBytes).toBe(4096);
+    expect(pool.take(2048)).not.toBe(a);
+    expect(pool.take(4096)).toBe(a);
+    expect(pool.take(4096)).not.toBe(a);
+    // Small frames and views into other memory are not kept; nothing beyond the bound.
+    pool.give(Buffer.allocUnsafeSlow(512));
+    pool.give(Buffer.allocUnsafeSlow(8192).subarray(0, 4096));
+    expect(pool.pooledBytes).toBe(0);
+    pool.give(Buffer.allocUnsafeSlow(4096));
+    pool.give(Buffer.allocUnsafeSlow(4096));
+    pool.give(Buffer.allocUnsafeSlow(4096));
+    expect(pool.pooledBytes).toBe(8192);
   });
 });
 
