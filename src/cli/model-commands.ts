@@ -16,7 +16,8 @@ import { PantherModel } from '../model/panther.js';
 import { noGrad } from '../tensor/tape.js';
 import { tidy } from '../tensor/tensor.js';
 import { readCheckpoint, restoreCheckpoint } from '../train/checkpoint.js';
-import { evaluateRanking, type Evaluation } from '../train/evaluate.js';
+import { rankHeldOut, type Evaluation } from '../train/evaluate.js';
+import { GAIN_METRICS, pairedGains, rankingMetrics, type GainInterval, type RankingMetricName } from '../train/ranking.js';
 import { runPretraining } from './cluster-commands.js';
 import { formatEvaluation } from './pretrain.js';
 
@@ -50,7 +51,11 @@ export interface Comparison {
   baseline: Evaluation | null;
   /** Relative HR@1 gain of the model over the baseline. */
   hr1Gain: number | null;
+  /** Relative gains with 95% paired bootstrap intervals over the held-out users (both models ranked on the same events). */
+  intervals: GainInterval[] | null;
 }
+
+const percent = (x: number) => (Number.isFinite(x) ? `${x >= 0 ? '+' : ''}${(100 * x).toFixed(1)}%` : '-');
 
 export function compareLines(c: Comparison): string[] {
   const rows = [['', 'HR@1', 'HR@10', 'NDCG@10', 'HR@50', 'users']];
@@ -58,27 +63,53 @@ export function compareLines(c: Comparison): string[] {
   rows.push(row('PANTHER', c.model));
   if (c.baseline) rows.push(row('transformer', c.baseline));
   if (c.baseline) {
-    const gain = (a: number, b: number) => (b > 0 ? `${(100 * (a / b - 1)).toFixed(1)}%` : '-');
+    const gain = (a: number, b: number) => (b > 0 ? percent(a / b - 1) : '-');
     rows.push(['gain', gain(c.model.hr1, c.baseline.hr1), gain(c.model.hr10, c.baseline.hr10), gain(c.model.ndcg10, c.baseline.ndcg10), gain(c.model.hr50, c.baseline.hr50), '']);
   }
+  if (c.intervals) {
+    const by = new Map(c.intervals.map((g) => [g.metric, g]));
+    const cell = (m: RankingMetricName) => {
+      const g = by.get(m);
+      return g ? `${percent(g.low)}..${percent(g.high)}` : '-';
+    };
+    rows.push(['95% interval', cell('hr1'), cell('hr10'), cell('ndcg10'), cell('hr50'), '']);
+    rows.push(['P(PANTHER ahead)', ...GAIN_METRICS.map((m) => (by.has(m) ? by.get(m)!.aBetter.toFixed(2) : '-')), '']);
+  }
   const widths = rows[0].map((_, i) => Math.max(...rows.map((r) => r[i].length)));
-  return rows.map((r) => r.map((c2, i) => c2.padStart(widths[i])).join('  '));
+  const lines = rows.map((r) => r.map((c2, i) => c2.padStart(widths[i])).join('  '));
+  if (c.intervals) lines.push('(intervals: paired bootstrap over the held-out users, 2,000 resamples: how much of a gain could come from which users were held out)');
+  return lines;
+}
+
+/**
+ * Both checkpoints ranked on the same held-out events, their metrics, and the gains with
+ * paired bootstrap intervals.
+ */
+async function rankAndCompare(gpu: Gpu, data: PreparedData, modelPath: string, baselinePath: string | null, role: 'valid' | 'test'): Promise<Comparison> {
+  const rank = async (path: string) => {
+    const model = modelFromCheckpoint(gpu, path, data);
+    try {
+      const r = await rankHeldOut(model, data, { role, length: model.shape.maxLength, batchSize: 64 });
+      const e: Evaluation = { role, ...rankingMetrics(r.ranks), unknownTargets: r.unknownTargets, withoutHistory: r.withoutHistory };
+      return { ranks: r.ranks, e };
+    } finally {
+      model.dispose();
+    }
+  };
+  const model = await rank(modelPath);
+  const baseline = baselinePath ? await rank(baselinePath) : null;
+  return {
+    model: model.e,
+    baseline: baseline?.e ?? null,
+    hr1Gain: baseline && baseline.e.hr1 > 0 ? model.e.hr1 / baseline.e.hr1 - 1 : null,
+    intervals: baseline ? pairedGains(model.ranks, baseline.ranks) : null,
+  };
 }
 
 /** `panther eval`: full-vocabulary ranking of held-out events for a model (and a baseline). */
 export async function evalCommand(config: ClusterConfig, o: { checkpoint: string; baselineCheckpoint?: string; split: 'valid' | 'test'; json?: string }): Promise<Comparison> {
   return withModelData(config, async (gpu, data) => {
-    const evaluate = async (path: string) => {
-      const model = modelFromCheckpoint(gpu, path, data);
-      try {
-        return await evaluateRanking(model, data, { role: o.split, length: model.shape.maxLength, batchSize: 64 });
-      } finally {
-        model.dispose();
-      }
-    };
-    const model = await evaluate(o.checkpoint);
-    const baseline = o.baselineCheckpoint ? await evaluate(o.baselineCheckpoint) : null;
-    const c: Comparison = { model, baseline, hr1Gain: baseline && baseline.hr1 > 0 ? model.hr1 / baseline.hr1 - 1 : null };
+    const c = await rankAndCompare(gpu, data, o.checkpoint, o.baselineCheckpoint ?? null, o.split);
     process.stdout.write(`${o.split} split, ranked against all ${data.tokenizer.vocabSize} tokens\n${compareLines(c).join('\n')}\n`);
     if (o.json) writeFileSync(o.json, `${JSON.stringify(c, null, 2)}\n`);
     return c;
@@ -179,7 +210,8 @@ export async function experimentCommand(config: ClusterConfig, o: { out: string;
   };
   const model = await train(runs.model, false);
   const baseline = await train(runs.baseline, true);
-  const c: Comparison = { model: model.test!, baseline: baseline.test!, hr1Gain: baseline.test!.hr1 > 0 ? model.test!.hr1 / baseline.test!.hr1 - 1 : null };
+  // The evaluated checkpoints again, side by side on the same test events, for the intervals.
+  const c = await withModelData(config, (gpu, data) => rankAndCompare(gpu, data, model.checkpoint, baseline.checkpoint, 'test'));
   const report = {
     data: config.data.source,
     comparison: c,

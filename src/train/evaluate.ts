@@ -30,18 +30,26 @@ function subset(windows: Window[], limit: number | undefined): Window[] {
   return Array.from({ length: limit }, (_, i) => windows[Math.floor(i * step)]);
 }
 
+export interface HeldOutRanks {
+  /** 0-based rank of each held-out event's true token, in a fixed order of the events (the same for every model on the same data). */
+  ranks: Uint32Array;
+  unknownTargets: number;
+  withoutHistory: number;
+}
+
 /**
  * Next-event ranking on held-out events: the model reads each user's history up to the
  * held-out event and ranks its true token against the FULL vocabulary (no sampled
- * negatives). Ties count against the target; <unk> targets are misses.
+ * negatives). Ties count against the target; <unk> targets are misses (rank V).
  */
-export async function evaluateRanking(model: PantherModel, data: PreparedData, o: EvaluationOptions): Promise<Evaluation> {
+export async function rankHeldOut(model: PantherModel, data: PreparedData, o: EvaluationOptions): Promise<HeldOutRanks> {
   const gpu = model.gpu;
   const { windows: all, withoutHistory } = evaluationWindows(data, o.role, o.length);
-  // Batches of similar lengths, each cut to its longest window (the metrics do not depend on order).
+  // Batches of similar lengths, each cut to its longest window (the metrics do not depend on
+  // order; the sort is stable, so the order is the same for every model).
   const windows = subset(all, o.limit).sort((a, b) => b.end - b.start - (a.end - a.start));
   const V = model.shape.vocabSize;
-  const ranks: number[] = [];
+  const ranks = new Uint32Array(windows.length);
   let unknownTargets = 0;
   for (let start = 0; start < windows.length; start += o.batchSize) {
     const slice = windows.slice(start, start + o.batchSize);
@@ -57,11 +65,17 @@ export async function evaluateRanking(model: PantherModel, data: PreparedData, o
     for (let r = 0; r < batch.rows; r++) {
       if (targets[r] === UNK) {
         unknownTargets++;
-        ranks.push(V);
+        ranks[start + r] = V;
       } else {
-        ranks.push(got[r]);
+        ranks[start + r] = got[r];
       }
     }
   }
+  return { ranks, unknownTargets, withoutHistory };
+}
+
+/** HR@1, HR@10, NDCG@10, HR@50 and MRR of the held-out events (see rankHeldOut). */
+export async function evaluateRanking(model: PantherModel, data: PreparedData, o: EvaluationOptions): Promise<Evaluation> {
+  const { ranks, unknownTargets, withoutHistory } = await rankHeldOut(model, data, o);
   return { role: o.role, ...rankingMetrics(ranks), unknownTargets, withoutHistory };
 }

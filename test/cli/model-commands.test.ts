@@ -39,6 +39,8 @@ describe('pretrain, eval, inspect and tokenize commands', () => {
     expect(stdout).toMatch(/PANTHER\s+[\d.]+\s+[\d.]+/);
     expect(stdout).toMatch(/transformer\s+[\d.]+/);
     expect(stdout).toMatch(/gain/);
+    expect(stdout).toMatch(/95% interval\s+[-+][\d.]+%\.\.[-+][\d.]+%/);
+    expect(stdout).toMatch(/P\(PANTHER ahead\)\s+[01]\.\d\d/);
   });
 
   it('inspect shows prototype weights and named next events', async () => {
@@ -70,6 +72,12 @@ describe('pretrain, eval, inspect and tokenize commands', () => {
     expect(report.panther.steps).toBe(6);
     expect(report.baseline.steps).toBe(6);
     expect(report.panther.parameters).toBeGreaterThan(report.baseline.parameters);
+    // The side-by-side ranking of the evaluated checkpoints gives the runs' own test metrics.
+    for (const [side, run2] of [['model', 'panther'], ['baseline', 'baseline']] as const) {
+      const summary = JSON.parse(readFileSync(join(out, run2, 'summary.json'), 'utf8'));
+      for (const m of ['hr1', 'hr10', 'ndcg10', 'hr50', 'count']) expect(report.comparison[side][m]).toBeCloseTo(summary.test[m], 12);
+    }
+    expect(report.comparison.intervals.map((g: { metric: string }) => g.metric)).toEqual(['hr1', 'hr10', 'ndcg10', 'hr50']);
 
     const again = await cli('experiment', '--out', out, '--reuse');
     expect(again.stderr.match(/reusing the finished run/g)).toHaveLength(2);

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { NO_TARGET, rankingMetrics } from '../../src/train/ranking.js';
+import { NO_TARGET, pairedGains, rankingMetrics } from '../../src/train/ranking.js';
 import { learningRate } from '../../src/train/schedule.js';
 
 describe('ranking metrics', () => {
@@ -15,6 +15,44 @@ describe('ranking metrics', () => {
 
   it('is zero, not NaN, with no rows', () => {
     expect(rankingMetrics([NO_TARGET]).hr10).toBe(0);
+  });
+});
+
+describe('paired bootstrap of gains', () => {
+  const gain = (a: number[], b: number[], metric = 'hr10') => pairedGains(a, b, { samples: 500 }).find((g) => g.metric === metric)!;
+
+  it('gives no gain and a zero-width interval for identical rankings', () => {
+    const r = Array.from({ length: 200 }, (_, i) => (i * 7) % 40);
+    for (const g of pairedGains(r, r, { samples: 200 })) {
+      expect(g.gain).toBe(0);
+      expect([g.low, g.high]).toEqual([0, 0]);
+      expect(g.aBetter).toBe(0);
+    }
+  });
+
+  it('is sure of a gain on every row, unsure of one on a few of many', () => {
+    // A hits the top 10 on rows B misses; B never beats A.
+    const b = Array.from({ length: 400 }, (_, i) => (i % 2 ? 3 : 30));
+    const a = b.map((r, i) => (i % 4 === 0 ? 5 : r));
+    const sure = gain(a, b);
+    expect(sure.gain).toBeCloseTo(300 / 200 - 1, 12);
+    expect(sure.low).toBeGreaterThan(0.3);
+    expect(sure.high).toBeLessThan(0.7);
+    expect(sure.aBetter).toBe(1);
+    // Two rows out of 400 swapped in A's favour, two in B's: no evidence either way.
+    const c = b.map((r, i) => (i === 0 || i === 2 ? 3 : i === 1 || i === 3 ? 30 : r));
+    const unsure = gain(c, b);
+    expect(unsure.gain).toBe(0);
+    expect(unsure.low).toBeLessThan(0);
+    expect(unsure.high).toBeGreaterThan(0);
+    expect(unsure.aBetter).toBeGreaterThan(0.1);
+    expect(unsure.aBetter).toBeLessThan(0.9);
+  });
+
+  it('leaves out rows without a target and refuses rankings of different rows', () => {
+    const g = gain([0, NO_TARGET, 0], [0, 0, 20], 'hr1');
+    expect(g.gain).toBeCloseTo(2 / 1 - 1, 12);
+    expect(() => pairedGains([1, 2], [1])).toThrow(/same rows/);
   });
 });
 
