@@ -16,8 +16,8 @@ import { PantherModel } from '../model/panther.js';
 import { noGrad } from '../tensor/tape.js';
 import { tidy } from '../tensor/tensor.js';
 import { readCheckpoint, restoreCheckpoint } from '../train/checkpoint.js';
-import { rankHeldOut, type Evaluation } from '../train/evaluate.js';
-import { GAIN_METRICS, pairedGains, rankingMetrics, type GainInterval, type RankingMetricName } from '../train/ranking.js';
+import { evaluationOf, rankHeldOut, type Evaluation } from '../train/evaluate.js';
+import { BOOTSTRAP_SAMPLES, RANKING_METRICS, pairedGains, type GainInterval } from '../train/ranking.js';
 import { runPretraining } from './cluster-commands.js';
 import { formatEvaluation } from './pretrain.js';
 
@@ -68,16 +68,12 @@ export function compareLines(c: Comparison): string[] {
   }
   if (c.intervals) {
     const by = new Map(c.intervals.map((g) => [g.metric, g]));
-    const cell = (m: RankingMetricName) => {
-      const g = by.get(m);
-      return g ? `${percent(g.low)}..${percent(g.high)}` : '-';
-    };
-    rows.push(['95% interval', cell('hr1'), cell('hr10'), cell('ndcg10'), cell('hr50'), '']);
-    rows.push(['P(PANTHER ahead)', ...GAIN_METRICS.map((m) => (by.has(m) ? by.get(m)!.aBetter.toFixed(2) : '-')), '']);
+    rows.push(['95% interval', ...RANKING_METRICS.map((m) => `${percent(by.get(m)!.low)}..${percent(by.get(m)!.high)}`), '']);
+    rows.push(['P(PANTHER ahead)', ...RANKING_METRICS.map((m) => by.get(m)!.aBetter.toFixed(2)), '']);
   }
   const widths = rows[0].map((_, i) => Math.max(...rows.map((r) => r[i].length)));
   const lines = rows.map((r) => r.map((c2, i) => c2.padStart(widths[i])).join('  '));
-  if (c.intervals) lines.push('(intervals: paired bootstrap over the held-out users, 2,000 resamples: how much of a gain could come from which users were held out)');
+  if (c.intervals) lines.push(`(intervals: paired bootstrap over the held-out users, ${BOOTSTRAP_SAMPLES.toLocaleString('en-US')} resamples: how much of a gain could come from which users were held out)`);
   return lines;
 }
 
@@ -90,8 +86,7 @@ async function rankAndCompare(gpu: Gpu, data: PreparedData, modelPath: string, b
     const model = modelFromCheckpoint(gpu, path, data);
     try {
       const r = await rankHeldOut(model, data, { role, length: model.shape.maxLength, batchSize: 64 });
-      const e: Evaluation = { role, ...rankingMetrics(r.ranks), unknownTargets: r.unknownTargets, withoutHistory: r.withoutHistory };
-      return { ranks: r.ranks, e };
+      return { ranks: r.ranks, e: evaluationOf(role, r) };
     } finally {
       model.dispose();
     }

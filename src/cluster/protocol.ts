@@ -186,8 +186,9 @@ export function encodeRingData(msg: Omit<Outgoing<'ring-data'>, 'pad'>, spare = 
   // Field order is the encoding order: the pad goes before the data.
   const { data, ...head } = msg;
   const n = data.byteLength;
-  const pad = ' '.repeat((4 - ((emptyBinAt(encodeMessage({ ...head, pad: '', data: new Uint8Array(0) })) + binHeader(n)) % 4)) % 4);
-  const probe = encodeMessage({ ...head, pad, data: new Uint8Array(0) });
+  const unpadded = encodeMessage({ ...head, pad: '', data: new Uint8Array(0) });
+  const pad = ' '.repeat((4 - ((emptyBinAt(unpadded) + binHeader(n)) % 4)) % 4);
+  const probe = pad ? encodeMessage({ ...head, pad, data: new Uint8Array(0) }) : unpadded;
   const at = emptyBinAt(probe);
   const offset = at + binHeader(n);
   const tail = probe.subarray(at + 2);

@@ -70,7 +70,7 @@ export async function latencyBenchmark(url: string, o: LatencyOptions): Promise<
   let non2xx = 0;
   let errors = 0;
   let timeouts = 0;
-  const inFlight = new Set<Promise<void>>();
+  const pending: Promise<void>[] = [];
 
   const fire = (scheduled: number) => {
     const sent = performance.now();
@@ -92,8 +92,7 @@ export async function latencyBenchmark(url: string, o: LatencyOptions): Promise<
         if (isTimeout(err)) timeouts++;
         else errors++;
       });
-    inFlight.add(done);
-    void done.finally(() => inFlight.delete(done));
+    pending.push(done);
   };
 
   const t0 = performance.now();
@@ -110,7 +109,7 @@ export async function latencyBenchmark(url: string, o: LatencyOptions): Promise<
     };
     tick();
   });
-  await Promise.all(inFlight);
+  await Promise.all(pending);
   const elapsed = (performance.now() - t0) / 1000;
   await pool.close();
 

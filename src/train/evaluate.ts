@@ -74,8 +74,12 @@ export async function rankHeldOut(model: PantherModel, data: PreparedData, o: Ev
   return { ranks, unknownTargets, withoutHistory };
 }
 
+/** The metrics of ranked held-out events. */
+export function evaluationOf(role: 'valid' | 'test', h: HeldOutRanks): Evaluation {
+  return { role, ...rankingMetrics(h.ranks), unknownTargets: h.unknownTargets, withoutHistory: h.withoutHistory };
+}
+
 /** HR@1, HR@10, NDCG@10, HR@50 and MRR of the held-out events (see rankHeldOut). */
 export async function evaluateRanking(model: PantherModel, data: PreparedData, o: EvaluationOptions): Promise<Evaluation> {
-  const { ranks, unknownTargets, withoutHistory } = await rankHeldOut(model, data, o);
-  return { role: o.role, ...rankingMetrics(ranks), unknownTargets, withoutHistory };
+  return evaluationOf(o.role, await rankHeldOut(model, data, o));
 }

@@ -16,31 +16,8 @@ export interface RankingMetrics {
 
 export const NO_TARGET = 0xffffffff;
 
-export function rankingMetrics(ranks: ArrayLike<number>): RankingMetrics {
-  let count = 0;
-  let hr1 = 0;
-  let hr10 = 0;
-  let hr50 = 0;
-  let ndcg10 = 0;
-  let mrr = 0;
-  for (let i = 0; i < ranks.length; i++) {
-    const r = ranks[i];
-    if (r === NO_TARGET) continue;
-    count++;
-    if (r < 1) hr1++;
-    if (r < 10) {
-      hr10++;
-      ndcg10 += 1 / Math.log2(r + 2);
-    }
-    if (r < 50) hr50++;
-    mrr += 1 / (r + 1);
-  }
-  const d = Math.max(count, 1);
-  return { count, hr1: hr1 / d, hr10: hr10 / d, hr50: hr50 / d, ndcg10: ndcg10 / d, mrr: mrr / d };
-}
-
 export type RankingMetricName = 'hr1' | 'hr10' | 'ndcg10' | 'hr50';
-export const GAIN_METRICS: readonly RankingMetricName[] = ['hr1', 'hr10', 'ndcg10', 'hr50'];
+export const RANKING_METRICS: readonly RankingMetricName[] = ['hr1', 'hr10', 'ndcg10', 'hr50'];
 
 /** One row's share of a metric (its mean over the rows is the metric). */
 function rowValue(metric: RankingMetricName, r: number): number {
@@ -54,6 +31,30 @@ function rowValue(metric: RankingMetricName, r: number): number {
     case 'ndcg10':
       return r < 10 ? 1 / Math.log2(r + 2) : 0;
   }
+}
+
+export function rankingMetrics(ranks: ArrayLike<number>): RankingMetrics {
+  let count = 0;
+  const sums = RANKING_METRICS.map(() => 0);
+  let mrr = 0;
+  for (let i = 0; i < ranks.length; i++) {
+    const r = ranks[i];
+    if (r === NO_TARGET) continue;
+    count++;
+    RANKING_METRICS.forEach((m, k) => (sums[k] += rowValue(m, r)));
+    mrr += 1 / (r + 1);
+  }
+  const d = Math.max(count, 1);
+  const [hr1, hr10, ndcg10, hr50] = sums.map((x) => x / d);
+  return { count, hr1, hr10, hr50, ndcg10, mrr: mrr / d };
+}
+
+/** Resamples of the paired bootstrap. */
+export const BOOTSTRAP_SAMPLES = 2000;
+
+/** A / B - 1, with no gain over nothing and an unbounded one from nothing. */
+function ratioGain(a: number, b: number): number {
+  return b > 0 ? a / b - 1 : a > 0 ? Infinity : 0;
 }
 
 export interface GainInterval {
@@ -78,12 +79,12 @@ export function pairedGains(a: ArrayLike<number>, b: ArrayLike<number>, o: { sam
   const rows: number[] = [];
   for (let i = 0; i < a.length; i++) if (a[i] !== NO_TARGET && b[i] !== NO_TARGET) rows.push(i);
   const n = rows.length;
-  const samples = o.samples ?? 2000;
+  const samples = o.samples ?? BOOTSTRAP_SAMPLES;
   const rng = new Random(o.seed ?? 1, 'bootstrap');
   const draws = new Int32Array(n);
-  const values = GAIN_METRICS.map((m) => ({ a: Float64Array.from(rows, (i) => rowValue(m, a[i])), b: Float64Array.from(rows, (i) => rowValue(m, b[i])) }));
-  const gains = GAIN_METRICS.map(() => new Float64Array(samples));
-  const better = GAIN_METRICS.map(() => 0);
+  const values = RANKING_METRICS.map((m) => ({ a: Float64Array.from(rows, (i) => rowValue(m, a[i])), b: Float64Array.from(rows, (i) => rowValue(m, b[i])) }));
+  const gains = RANKING_METRICS.map(() => new Float64Array(samples));
+  const better = RANKING_METRICS.map(() => 0);
   for (let s = 0; s < samples; s++) {
     for (let k = 0; k < n; k++) draws[k] = rng.int(n);
     values.forEach((v, m) => {
@@ -93,16 +94,14 @@ export function pairedGains(a: ArrayLike<number>, b: ArrayLike<number>, o: { sam
         sa += v.a[draws[k]];
         sb += v.b[draws[k]];
       }
-      gains[m][s] = sb > 0 ? sa / sb - 1 : sa > 0 ? Infinity : 0;
+      gains[m][s] = ratioGain(sa, sb);
       if (sa > sb) better[m]++;
     });
   }
-  return GAIN_METRICS.map((metric, m) => {
+  return RANKING_METRICS.map((metric, m) => {
     const sum = (x: Float64Array) => x.reduce((acc, y) => acc + y, 0);
-    const sa = sum(values[m].a);
-    const sb = sum(values[m].b);
     const sorted = gains[m].sort();
     const at = (q: number) => sorted[Math.min(samples - 1, Math.max(0, Math.floor(q * samples)))];
-    return { metric, gain: sb > 0 ? sa / sb - 1 : sa > 0 ? Infinity : 0, low: at(0.025), high: at(0.975), aBetter: better[m] / samples };
+    return { metric, gain: ratioGain(sum(values[m].a), sum(values[m].b)), low: at(0.025), high: at(0.975), aBetter: better[m] / samples };
   });
 }
