@@ -33,6 +33,14 @@ export interface BenchResult {
   raw: { frameBytes: number; frames: number; seconds: number; bytesPerSecond: number };
   /** Bus bandwidth as a fraction of the raw stream's. */
   busOverRaw: number;
+  /**
+   * Every worker streaming the same frames to its ring neighbour at once, no reduction: the
+   * all-reduce's traffic alone, on the same cores. Its per-link throughput is the bus
+   * bandwidth a ring all-reduce would reach if sending were all it did.
+   */
+  ringStreams: { frameBytes: number; frames: number; seconds: number; bytesPerSecond: number };
+  /** Bus bandwidth as a fraction of the concurrent ring streams' per-link throughput. */
+  busOverRingStreams: number;
   training: { workers: number; steps: number; seconds: number; stepsPerSecond: number; eventsPerSecond: number }[];
   /** A worker of 3 killed (SIGKILL) as a step goes out: until the loss is detected, and until that step is applied on the other 2. */
   recovery: { workers: number; detectedMs: number; resumedMs: number } | null;
@@ -48,7 +56,7 @@ async function ringOf(pool: WorkerPool): Promise<Member[]> {
   return members;
 }
 
-async function benchRequest(pool: WorkerPool, members: Member[], request: number, kind: 'allreduce' | 'raw', bytes: number, reps: number): Promise<Message<'bench-result'>[]> {
+async function benchRequest(pool: WorkerPool, members: Member[], request: number, kind: Message<'bench'>['kind'], bytes: number, reps: number): Promise<Message<'bench-result'>[]> {
   const got = await pool.request(members, () => ({ t: 'bench', request, kind, bytes, reps }),
     (_m, msg) => (msg.t === 'bench-result' && msg.request === request ? msg : undefined), { what: `bench ${kind}` });
   return members.map((m) => got.get(m)!);
@@ -57,7 +65,8 @@ async function benchRequest(pool: WorkerPool, members: Member[], request: number
 /**
  * All-reduce bus bandwidth on N local workers over loopback (nccl-tests: busbw =
  * algbw * 2(N-1)/N, algbw = bytes / time), the raw throughput of one WebSocket stream of
- * the same frames between two of the same workers, measured in the same run, and the
+ * the same frames between two of the same workers and that of all N workers streaming to
+ * their ring neighbours at once, measured in the same run, and the
  * training throughput (steps/s, events/s) of the configured model for 1, 2 and 4 workers.
  */
 export async function benchAllreduce(config: ClusterConfig, o: BenchOptions = {}): Promise<BenchResult> {
@@ -78,6 +87,7 @@ export async function benchAllreduce(config: ClusterConfig, o: BenchOptions = {}
   let workers: LocalWorker[] = [];
   let allreduce: BenchResult['allreduce'];
   let raw: BenchResult['raw'];
+  let ringStreams: BenchResult['ringStreams'];
   try {
     workers = startLocalWorkers({ url, count: N, secretEnv: config.cluster.secretEnv, secret, prefix: 'bench', env: { PANTHER_LOG_LEVEL: process.env.PANTHER_LOG_LEVEL ?? 'warn' } });
     await pool.waitForMembers(N, 60_000);
@@ -91,9 +101,14 @@ export async function benchAllreduce(config: ClusterConfig, o: BenchOptions = {}
     // The ring sends chunks of a bucket / N: stream frames of that size, as many as the all-reduces sent.
     const frameBytes = Math.max(4, Math.floor(Math.min(bucketBytes, bytes) / N / 4) * 4);
     const frames = Math.max(16, Math.min(4096, Math.ceil((Math.ceil(bytes / frameBytes) * 2 * (N - 1) * reps) / N)));
-    const streamed = await benchRequest(pool, members, 2, 'raw', frameBytes, frames);
-    const seconds = streamed.find((x) => x.seconds.length)?.seconds[0] ?? Number.NaN;
-    raw = { frameBytes, frames, seconds, bytesPerSecond: ((frames - 1) * frameBytes) / seconds };
+    const stream = async (request: number, kind: 'raw' | 'ring') => {
+      // Timed from the first frame received to the last; with N streams, the slowest link.
+      const got = await benchRequest(pool, members, request, kind, frameBytes, frames);
+      const seconds = Math.max(...got.filter((x) => x.seconds.length).map((x) => x.seconds[0]));
+      return { frameBytes, frames, seconds, bytesPerSecond: ((frames - 1) * frameBytes) / seconds };
+    };
+    raw = await stream(2, 'raw');
+    ringStreams = await stream(3, 'ring');
   } catch (err) {
     if (err instanceof MemberLost) throw new PantherError('E_CLUSTER', `a bench worker was lost: ${err.message}`, 'bench allreduce');
     throw err;
@@ -151,7 +166,8 @@ export async function benchAllreduce(config: ClusterConfig, o: BenchOptions = {}
     });
     recovery = { workers: 3, detectedMs, resumedMs };
   }
-  return { machine: { cpus: cpus().length, load1: loadavg()[0] }, allreduce: allreduce!, raw: raw!, busOverRaw: allreduce!.busBytesPerSecond / raw!.bytesPerSecond, training, recovery };
+  return { machine: { cpus: cpus().length, load1: loadavg()[0] }, allreduce: allreduce!, raw: raw!, busOverRaw: allreduce!.busBytesPerSecond / raw!.bytesPerSecond,
+    ringStreams: ringStreams!, busOverRingStreams: allreduce!.busBytesPerSecond / ringStreams!.bytesPerSecond, training, recovery };
 }
 
 const mb = (x: number) => `${(x / 1e6).toFixed(1)} MB/s`;
@@ -163,6 +179,8 @@ export function formatBench(r: BenchResult): string {
     `  bus bandwidth        ${mb(r.allreduce.busBytesPerSecond)}   (2(N-1)/N x bytes / time)`,
     `  raw WebSocket stream ${mb(r.raw.bytesPerSecond)}   (${r.raw.frames} frames of ${(r.raw.frameBytes / 1024).toFixed(0)} KiB between two workers)`,
     `  bus / raw            ${(100 * r.busOverRaw).toFixed(0)}%`,
+    `  ring of ${r.allreduce.workers} streams   ${mb(r.ringStreams.bytesPerSecond)} per link   (every worker sending to its neighbour at once, no reduction)`,
+    `  bus / ring streams   ${(100 * r.busOverRingStreams).toFixed(0)}%`,
     '',
     'workers  steps/s  events/s',
     ...r.training.map((t) => `${String(t.workers).padStart(7)}  ${t.stepsPerSecond.toFixed(2).padStart(7)}  ${Math.round(t.eventsPerSecond).toString().padStart(8)}`),

@@ -91,7 +91,7 @@ export const MESSAGES = {
   abort: message('abort', 1, { step: count, attempt: count, reason: z.string().max(2000) }),
   'get-state': message('get-state', 1, { request: count, optimizer: z.boolean() }),
   evaluate: message('evaluate', 1, { request: count, role: z.enum(['valid', 'test']), limit: count.nullable(), batchSize: z.int().min(1).max(1 << 16) }),
-  bench: message('bench', 1, { request: count, kind: z.enum(['allreduce', 'raw']), bytes: z.int().min(4).max(2 ** 30), reps: z.int().min(1).max(10_000) }),
+  bench: message('bench', 1, { request: count, kind: z.enum(['allreduce', 'raw', 'ring']), bytes: z.int().min(4).max(2 ** 30), reps: z.int().min(1).max(10_000) }),
   shutdown: message('shutdown', 1, { reason: z.string().max(2000) }),
   // state transfer, both directions: tensors in parts of at most maxPayload / 2 bytes
   'state-part': message('state-part', 1, {

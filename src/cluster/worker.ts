@@ -385,20 +385,29 @@ export class WorkerNode {
         await Promise.all(buckets);
         seconds.push((performance.now() - t0) / 1000);
       }
-    } else if (link.size > 1 && link.rank === 0) {
-      const payload = new Uint8Array(n * 4);
-      for (let rep = 0; rep < m.reps; rep++) {
-        link.send({ step: 0, attempt: m.request, op: rep }, 0, payload);
-        // Let the socket drain so the frames are timed on the wire, not in our buffer.
-        while (link.bufferedRight > 4 * payload.byteLength) await new Promise((r) => setImmediate(r));
-      }
-    } else if (link.size > 1 && link.rank === 1) {
-      let t0 = 0;
-      for (let rep = 0; rep < m.reps; rep++) {
-        await link.recv({ step: 0, attempt: m.request, op: rep }, 0, n * 4);
-        if (rep === 0) t0 = performance.now();
-      }
-      if (m.reps > 1) seconds.push((performance.now() - t0) / 1000);
+    } else if (link.size > 1) {
+      // 'raw': rank 0 streams to rank 1, nothing else moves. 'ring': every worker streams to
+      // its right neighbour while receiving from its left, all at once (the all-reduce's
+      // traffic without its arithmetic or its waits).
+      const sends = m.kind === 'ring' || link.rank === 0;
+      const receives = m.kind === 'ring' || link.rank === 1;
+      const stream = async (): Promise<void> => {
+        const payload = new Uint8Array(n * 4);
+        for (let rep = 0; rep < m.reps; rep++) {
+          link.send({ step: 0, attempt: m.request, op: rep }, 0, payload);
+          // Let the socket drain so the frames are timed on the wire, not in our buffer.
+          while (link.bufferedRight > 4 * payload.byteLength) await new Promise((r) => setImmediate(r));
+        }
+      };
+      const drain = async (): Promise<void> => {
+        let t0 = 0;
+        for (let rep = 0; rep < m.reps; rep++) {
+          await link.recv({ step: 0, attempt: m.request, op: rep }, 0, n * 4);
+          if (rep === 0) t0 = performance.now();
+        }
+        if (m.reps > 1) seconds.push((performance.now() - t0) / 1000);
+      };
+      await Promise.all([sends ? stream() : null, receives ? drain() : null]);
     }
     this.channel.send({ t: 'bench-result', request: m.request, seconds, bytes: n * 4 });
   }

@@ -31,6 +31,10 @@ describe('panther bench allreduce', () => {
     expect(r.allreduce.busBytesPerSecond).toBeCloseTo((r.allreduce.algBytesPerSecond * 2 * 3) / 4, 3);
     expect(r.raw.bytesPerSecond).toBeGreaterThan(0);
     expect(r.busOverRaw).toBeCloseTo(r.allreduce.busBytesPerSecond / r.raw.bytesPerSecond, 6);
+    expect(r.ringStreams.frames).toBe(r.raw.frames);
+    expect(r.ringStreams.bytesPerSecond).toBeGreaterThan(0);
+    expect(r.busOverRingStreams).toBeCloseTo(r.allreduce.busBytesPerSecond / r.ringStreams.bytesPerSecond, 6);
+    expect(stdout).toMatch(/ring of 4 streams\s+[\d.]+ MB\/s per link/);
     expect(r.training.map((t) => [t.workers, t.steps])).toEqual([[1, 3], [2, 3]]);
     for (const t of r.training) expect(t.eventsPerSecond).toBeGreaterThan(t.stepsPerSecond);
     // A worker of 3 killed mid-run: its loss is detected, then the step is applied on the other two.
