@@ -20,7 +20,7 @@ const pct = (x: number) => (100 * x).toFixed(2);
 
 export function formatEvaluation(e: Evaluation | null): string {
   if (!e) return '-';
-  return `HR@1 ${pct(e.hr1)}%  HR@10 ${pct(e.hr10)}%  NDCG@10 ${pct(e.ndcg10)}%  HR@50 ${pct(e.hr50)}%  (${e.count} users${e.unknownTargets ? `, ${e.unknownTargets} unseen targets counted as misses` : ''})`;
+  return `HR@1 ${pct(e.hr1)}%  HR@10 ${pct(e.hr10)}%  NDCG@10 ${pct(e.ndcg10)}%  HR@50 ${pct(e.hr50)}%  (${e.count} held-out events${e.unknownTargets ? `, ${e.unknownTargets} unseen targets counted as misses` : ''})`;
 }
 
 /** `panther pretrain`: a local pretraining on this machine's adapter with progress and final metrics. */
@@ -38,6 +38,7 @@ export async function pretrain(config: ClusterConfig, opts: PretrainOptions): Pr
     source: config.data.source.kind, users: d.users.length, events: d.tokens.length, vocab: d.tokenizer.vocabSize,
     cache: prepared.cache.hit ? 'hit' : 'built', seconds: Number(prepared.seconds.toFixed(2)),
   }, 'data ready');
+  if (d.split.counts.valid === 0) log.warn({ split: d.split.kind }, 'the split has no validation events: no early stopping, the last step is reported');
   const gpu = await Gpu.create({ ...gpuOptionsFrom(config.gpu), onError: (m) => log.error(m) });
   const bar = new SingleBar({
     format: 'step {value}/{total} |{bar}| loss {loss} | {eps} events/s | ETA {eta_formatted}',

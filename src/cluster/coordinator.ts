@@ -457,7 +457,7 @@ export class Coordinator {
         const atEnd = this.state.step >= this.totalSteps;
         if (this.state.step % t.evalEvery === 0 || atEnd) {
           lastEval = await this.validate();
-          const v = noteValidation(this.state, lastEval.ndcg10, t.patience);
+          const v = noteValidation(this.state, lastEval, t.patience);
           if (v.best) await this.checkpoint('best');
           stoppedEarly = v.stop;
         }

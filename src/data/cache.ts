@@ -25,7 +25,7 @@ import { Tokenizer } from './tokenizer.js';
  * array directory), padding to 8 bytes, then the typed arrays back to back (8-aligned).
  * Written atomically (temporary file + rename); an unreadable entry is rebuilt.
  */
-export const CACHE_FORMAT = 1;
+export const CACHE_FORMAT = 2;
 const MAGIC = 'PNTHRDC1';
 
 export interface CacheOptions extends LoadOptions {

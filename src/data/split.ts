@@ -7,8 +7,10 @@ import type { Dataset, UserHistory } from './events.js';
  * - leave-one-out: per user, the last event is test, the one before validation, the rest
  *   training; users with fewer than 3 events are training only (counted);
  * - time: labelled training events in [trainStart, T1), a delay (labels not known yet),
- *   test events in [T1 + delay, T2) — the fraud protocol. Events outside are 'context':
- *   history the model may read but that is neither trained nor scored.
+ *   test events in [T1 + delay, T2) — the fraud protocol. The delay's events are the
+ *   validation set (after everything fitted, before anything tested: early stopping sees
+ *   no test time); with no delay there is none. Events outside are 'context': history the
+ *   model may read but that is neither trained nor scored.
  * `fitLength` is, per user, the prefix of the history that fitting (tokenizer, pretraining)
  * may see: nothing from validation or test time leaks into the vocabulary.
  */
@@ -86,7 +88,7 @@ export function timeSplit(users: readonly UserHistory[], window: TimeWindow): Sp
     for (let k = 0; k < events.length; k++) {
       const t = events[k].time;
       if (t < trainEnd) fit = k + 1;
-      const role = t >= trainStart && t < trainEnd ? ROLE.train : t >= testStart && t < testEnd ? ROLE.test : ROLE.context;
+      const role = t >= trainStart && t < trainEnd ? ROLE.train : t >= trainEnd && t < testStart ? ROLE.valid : t >= testStart && t < testEnd ? ROLE.test : ROLE.context;
       r[k] = role;
       perRole[role]++;
       if (role === ROLE.test) tested = true;

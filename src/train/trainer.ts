@@ -61,11 +61,13 @@ export interface TrainSummary {
 /**
  * Early stopping on validation NDCG@10: a better value becomes the best (the caller writes
  * the best checkpoint); otherwise one more evaluation without progress, and `stop` once
- * there have been `patience` of them in a row.
+ * there have been `patience` of them in a row. A split without validation events (a time
+ * split with no delay) says nothing: the run goes to its end and its last step is reported.
  */
-export function noteValidation(state: TrainingState, ndcg10: number, patience: number): { best: boolean; stop: boolean } {
-  if (ndcg10 > state.bestMetric) {
-    state.bestMetric = ndcg10;
+export function noteValidation(state: TrainingState, e: Evaluation, patience: number): { best: boolean; stop: boolean } {
+  if (e.count === 0) return { best: false, stop: false };
+  if (e.ndcg10 > state.bestMetric) {
+    state.bestMetric = e.ndcg10;
     state.bestStep = state.step;
     state.sinceBest = 0;
     return { best: true, stop: false };
@@ -237,7 +239,7 @@ export class Trainer {
       const atEnd = this.state.step >= this.totalSteps;
       if (this.state.step % t.evalEvery === 0 || atEnd) {
         lastEval = await this.validate();
-        const v = noteValidation(this.state, lastEval.ndcg10, t.patience);
+        const v = noteValidation(this.state, lastEval, t.patience);
         if (v.best) await this.checkpoint('best');
         stoppedEarly = v.stop;
       }

@@ -67,6 +67,7 @@ describe('Fraud Detection Handbook reader, split and tokens', () => {
         if (role === ROLE.test) test++;
         if (role === ROLE.train && !(e.time >= w.trainStart && e.time < w.trainEnd)) leaked++;
         if (role === ROLE.test && !(e.time >= w.testStart && e.time < w.testEnd)) leaked++;
+        if (role === ROLE.valid && !(e.time >= w.trainEnd && e.time < w.testStart)) leaked++;
         if (k < split.fitLength[i] && e.time >= w.trainEnd) leaked++;
       });
     });
@@ -76,7 +77,9 @@ describe('Fraud Detection Handbook reader, split and tokens', () => {
     // About 1/26 of 183 days each.
     expect(train).toBeGreaterThan(60_000);
     expect(test).toBeGreaterThan(60_000);
-    expect(split.counts.train + split.counts.test + split.counts.context).toBe(1_754_155);
+    // The delay's events validate the pretraining.
+    expect(split.counts.valid).toBeGreaterThan(60_000);
+    expect(split.counts.train + split.counts.valid + split.counts.test + split.counts.context).toBe(1_754_155);
   });
 
   it('targets (terminal, amount bucket), backing off to the terminal, then the amount', () => {

@@ -33,13 +33,13 @@ describe('time split', () => {
     ...events('b', [day(26)]),
   ]);
 
-  it('trains on [start, T1), skips the delay, tests on [T1 + delay, T2), leaves the rest as context', () => {
+  it('trains on [start, T1), validates on the delay, tests on [T1 + delay, T2), leaves the rest as context', () => {
     const s = splitDataset({ ...d, meta: { ...d.meta, name: 'fraud-handbook' } }, { kind: 'auto' });
     expect(s.kind).toBe('time');
-    expect([...s.roles[0]]).toEqual([ROLE.context, ROLE.train, ROLE.train, ROLE.context, ROLE.test, ROLE.test, ROLE.context]);
+    expect([...s.roles[0]]).toEqual([ROLE.context, ROLE.train, ROLE.train, ROLE.valid, ROLE.test, ROLE.test, ROLE.context]);
     // Fitting sees every event before T1 (also the history before the labelled window), nothing later.
     expect([...s.fitLength]).toEqual([3, 1]);
-    expect(s.counts).toMatchObject({ train: 3, test: 2, context: 3, testUsers: 1 });
+    expect(s.counts).toMatchObject({ train: 3, valid: 1, test: 2, context: 2, testUsers: 1 });
   });
 
   it('takes its windows from the config', () => {

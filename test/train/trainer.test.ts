@@ -6,7 +6,8 @@ import type { PreparedData } from '../../src/data/prepare.js';
 import { ModelSchema } from '../../src/model/config.js';
 import { readCheckpoint } from '../../src/train/checkpoint.js';
 import { TrainSchema } from '../../src/train/config.js';
-import { Trainer } from '../../src/train/trainer.js';
+import type { Evaluation } from '../../src/train/evaluate.js';
+import { noteValidation, Trainer } from '../../src/train/trainer.js';
 import { useGpu } from '../support/gpu.js';
 import { tempDir } from '../support/tmp.js';
 
@@ -78,5 +79,26 @@ describe('trainer', () => {
     t.dispose();
     expect(s.stoppedEarly).toBe(true);
     expect(s.steps).toBeLessThan(40);
+  });
+});
+
+describe('early stopping', () => {
+  const evaluation = (count: number, ndcg10: number): Evaluation => ({ role: 'valid', count, hr1: 0, hr10: 0, hr50: 0, ndcg10, mrr: 0, unknownTargets: 0, withoutHistory: 0 });
+  const fresh = () => ({ step: 0, epoch: 0, position: 0, bestMetric: -1, bestStep: 0, sinceBest: 0, events: 0 });
+
+  it('keeps the best NDCG@10 and stops after `patience` evaluations without progress', () => {
+    const s = fresh();
+    const seen = [0.1, 0.2, 0.15, 0.2, 0.19].map((v, i) => {
+      s.step = 100 * (i + 1);
+      return noteValidation(s, evaluation(50, v), 3);
+    });
+    expect(seen).toEqual([{ best: true, stop: false }, { best: true, stop: false }, { best: false, stop: false }, { best: false, stop: false }, { best: false, stop: true }]);
+    expect([s.bestStep, s.bestMetric]).toEqual([200, 0.2]);
+  });
+
+  it('takes no decision from a split without validation events', () => {
+    const s = fresh();
+    for (let i = 0; i < 5; i++) expect(noteValidation(s, evaluation(0, 0), 2)).toEqual({ best: false, stop: false });
+    expect([s.bestStep, s.sinceBest]).toEqual([0, 0]);
   });
 });
