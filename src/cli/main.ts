@@ -149,12 +149,13 @@ export function buildCli(): Command {
     .description("the handbook protocol: (a) baseline features vs (b) plus the behaviour prior; AUC, AP, CP@100, recall at 0.1% / 1%, per scenario")
     .option('--checkpoint <file>', 'pretrained model for (b) (pretrained on this data section: no look-ahead)')
     .addOption(new Option('--prior <mode>', 'prior before each event (fresh) or as of the previous midnight (daily)').choices(['fresh', 'daily']).default('fresh'))
+    .option('--lag-days <n>', 'with --prior daily: the prior as of N days earlier still (older than a recent compromise)', int, 0)
     .option('--components <n>', 'PCA components of the embedding used as features', int, 8)
     .option('--min-context <n>', 'events of history each prior reads at least (default half the window; the window length reproduces the cached prior exactly, slower)', int)
     .option('--rounds <n>', 'boosting rounds', int)
     .option('--save-model <file>', 'write the scoring model for panther serve')
     .option('--json <file>', 'also write the results as JSON')
-    .action(async (opts: { checkpoint?: string; prior: 'fresh' | 'daily'; components: number; minContext?: number; rounds?: number; saveModel?: string; json?: string }) => {
+    .action(async (opts: { checkpoint?: string; prior: 'fresh' | 'daily'; lagDays: number; components: number; minContext?: number; rounds?: number; saveModel?: string; json?: string }) => {
       await fraudEvalCommand(configFrom(program.opts().config), opts);
     });
 

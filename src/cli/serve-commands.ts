@@ -257,6 +257,8 @@ async function transactions(config: ClusterConfig, log: Logger): Promise<{ table
 export interface FraudEvalOptions {
   checkpoint?: string;
   prior: PriorMode;
+  /** With the daily prior: days by which it predates the event's day. */
+  lagDays: number;
   /** Events of context each prior gets at least (default half the window; the window length = exactly the cached prior). */
   minContext?: number;
   components: number;
@@ -273,6 +275,8 @@ export interface FraudEvalOptions {
  */
 export async function fraudEvalCommand(config: ClusterConfig, o: FraudEvalOptions): Promise<ComparisonResult> {
   const log = createLogger('fraud-eval');
+  if (!(Number.isInteger(o.lagDays) && o.lagDays >= 0)) throw new PantherError('E_ARGUMENT', `--lag-days must be a whole number of days >= 0, not ${o.lagDays}`, 'fraud-eval');
+  if (o.lagDays > 0 && o.prior !== 'daily') throw new PantherError('E_ARGUMENT', '--lag-days needs --prior daily (a lagged prior is an older daily one)', 'fraud-eval');
   const { table, name } = await transactions(config, log);
   const window = fraudWindow(config, name);
   const result = await withPriorModel(config, o.checkpoint, log, async (p) => {
@@ -282,7 +286,7 @@ export async function fraudEvalCommand(config: ClusterConfig, o: FraudEvalOption
     }
     return compareFraudModels(table, {
       window, dataName: name, gbdt: o.rounds ? { rounds: o.rounds } : {},
-      prior: p ? { ...p, mode: o.prior, components: o.components, minContext: o.minContext, checkpoint: path.resolve(o.checkpoint!) } : null,
+      prior: p ? { ...p, mode: o.prior, lagDays: o.lagDays, components: o.components, minContext: o.minContext, checkpoint: path.resolve(o.checkpoint!) } : null,
       log: (m) => log.info(m),
     });
   });

@@ -18,7 +18,9 @@ import { DAY } from './table.js';
  *
  * - `fresh`: the prior right before the event (a store regenerated after every event);
  * - `daily`: the prior as of the end of the previous day (a nightly regeneration): every
- *   event of a day is scored against the same, older prior.
+ *   event of a day is scored against the same, older prior; with `lagDays` = n, as of the
+ *   end of the day n days earlier still (a version kept from before a recent compromise, so
+ *   that the fraudster's own events have not yet become the prior they are measured against).
  * Events with no history before them get the population prior and `missing = 1`.
  *
  * The history before an event ("anchor" = its last event) is read as one window position:
@@ -31,6 +33,8 @@ export type PriorMode = 'fresh' | 'daily';
 
 export interface DeviationOptions {
   mode: PriorMode;
+  /** `daily` only: the prior is this many days older still (default 0). */
+  lagDays?: number;
   /** Windows per encoder batch. */
   batchRows?: number;
   /** Events of context every anchor gets (when the user has them); default half the window. */
@@ -51,13 +55,15 @@ export interface EventDeviations {
 }
 
 /** The anchor (last history event) of each event, or -1. */
-export function anchorsOf(data: PreparedData, events: Int32Array, mode: PriorMode): Int32Array {
+export function anchorsOf(data: PreparedData, events: Int32Array, mode: PriorMode, lagDays = 0): Int32Array {
+  if (!(Number.isInteger(lagDays) && lagDays >= 0)) throw new PantherError('E_ARGUMENT', `the prior's lag must be a whole number of days >= 0, not ${lagDays}`, 'anchorsOf');
+  if (lagDays > 0 && mode !== 'daily') throw new PantherError('E_ARGUMENT', 'a lagged prior is a daily one: use the daily mode with a lag', 'anchorsOf');
   const userOf = new Int32Array(data.tokens.length);
   for (let u = 0; u < data.users.length; u++) userOf.fill(u, data.offsets[u], data.offsets[u + 1]);
   return Int32Array.from(events, (k) => {
     const first = data.offsets[userOf[k]];
     if (mode === 'fresh') return k > first ? k - 1 : -1;
-    const dayStart = Math.floor(data.time[k] / DAY) * DAY;
+    const dayStart = (Math.floor(data.time[k] / DAY) - lagDays) * DAY;
     let a = k - 1;
     while (a >= first && data.time[a] >= dayStart) a--;
     return a >= first ? a : -1;
@@ -105,7 +111,7 @@ export async function eventDeviations(model: PantherModel, data: PreparedData, e
   const d = model.config.dModel;
   if (V !== data.tokenizer.vocabSize) throw new PantherError('E_CONFIG', `model vocabulary ${V} != data vocabulary ${data.tokenizer.vocabSize}`, 'eventDeviations');
   const minContext = Math.max(1, Math.min(L, o.minContext ?? Math.floor(L / 2)));
-  const anchor = anchorsOf(data, events, o.mode);
+  const anchor = anchorsOf(data, events, o.mode, o.lagDays);
   const byAnchor = new Map<number, number[]>();
   anchor.forEach((a, i) => {
     if (a < 0) return;

@@ -22,7 +22,7 @@ export interface ComparisonOptions {
   window: TimeWindow;
   gbdt?: z.input<typeof GbdtOptionsSchema>;
   /** (b) is run when a pretrained model is given. */
-  prior?: { model: PantherModel; data: PreparedData; mode: PriorMode; components: number; checkpoint: string; minContext?: number } | null;
+  prior?: { model: PantherModel; data: PreparedData; mode: PriorMode; lagDays?: number; components: number; checkpoint: string; minContext?: number } | null;
   dataName: string;
   log?: (message: string) => void;
 }
@@ -76,6 +76,7 @@ function modelFile(names: string[], state: ReturnType<typeof trainGbdt>['state']
       checkpoint: o.prior?.checkpoint ?? null,
       window: o.window,
       prior: o.prior?.mode ?? null,
+      priorLagDays: o.prior?.lagDays ?? 0,
       rows: cols[0]?.length ?? 0,
       frauds,
     },
@@ -116,6 +117,7 @@ export async function compareFraudModels(table: TransactionTable, o: ComparisonO
     const rows = Int32Array.from([...sets.train, ...sets.test]).sort();
     const dev = await eventDeviations(p.model, p.data, rows, {
       mode: p.mode,
+      lagDays: p.lagDays,
       minContext: p.minContext,
       onProgress: (done, total) => { if (done === total || done % 200 === 0) log(`deviations: ${done}/${total} windows`); },
     });

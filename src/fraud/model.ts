@@ -26,6 +26,7 @@ export const FraudModelSchema = z.strictObject({
     checkpoint: z.string().nullable(),
     window: z.strictObject({ trainStart: z.number(), trainEnd: z.number(), testStart: z.number(), testEnd: z.number() }),
     prior: z.enum(['fresh', 'daily']).nullable(),
+    priorLagDays: z.int().min(0).optional().describe('days by which the daily prior predates the event (absent: 0)'),
     rows: z.int(),
     frauds: z.int(),
   }),

@@ -89,12 +89,40 @@ describe('deviation from the behaviour prior, the fraud comparison and merchant 
     });
   });
 
+  it('a lagged daily prior anchors at the last event before the midnight that many days earlier', () => {
+    const u = 2;
+    const first = run.data.offsets[u];
+    const end = run.data.offsets[u + 1];
+    const events = Int32Array.from({ length: end - first }, (_, i) => first + i);
+    const lag = 3;
+    const anchors = anchorsOf(run.data, events, 'daily', lag);
+    let anchored = 0;
+    events.forEach((k, i) => {
+      const a = anchors[i];
+      const cut = (Math.floor(run.data.time[k] / DAY) - lag) * DAY;
+      if (a < 0) {
+        expect(run.data.time[first]).toBeGreaterThanOrEqual(cut);
+      } else {
+        anchored++;
+        expect(run.data.time[a]).toBeLessThan(cut);
+        if (a + 1 < end) expect(run.data.time[a + 1]).toBeGreaterThanOrEqual(cut);
+      }
+    });
+    expect(anchored).toBeGreaterThan(0);
+    // Older than the plain daily prior wherever they differ, never newer.
+    const daily = anchorsOf(run.data, events, 'daily');
+    anchors.forEach((a, i) => expect(a).toBeLessThanOrEqual(daily[i]));
+    expect(anchors.some((a, i) => a < daily[i])).toBe(true);
+    expect(() => anchorsOf(run.data, events, 'fresh', 2)).toThrow(/daily/);
+    expect(() => anchorsOf(run.data, events, 'daily', -1)).toThrow(/whole number/);
+  });
+
   it('compares (a) the baseline with (b) the baseline plus prior features on the time protocol', async () => {
     const model = modelFromCheckpoint(gpu(), run.checkpoint, run.data);
     try {
       const r = await compareFraudModels(table, {
         window: timeWindowOf(FRAUD_RUN.split as never), dataName: 'synthetic', gbdt: { rounds: 30, maxDepth: 3 },
-        prior: { model, data: run.data, mode: 'daily', components: 4, checkpoint: run.checkpoint },
+        prior: { model, data: run.data, mode: 'daily', lagDays: 1, components: 4, checkpoint: run.checkpoint },
       });
       expect(r.sets.trainFrauds).toBeGreaterThan(0);
       expect(r.sets.testFrauds).toBeGreaterThan(0);
@@ -110,6 +138,7 @@ describe('deviation from the behaviour prior, the fraud comparison and merchant 
       new FraudModel(r.models.withPrior!).save(join(dir, 'model.json'));
       const loaded = FraudModel.load(join(dir, 'model.json'));
       expect(loaded.projection!.components).toHaveLength(4);
+      expect(loaded.file.trainedOn).toMatchObject({ prior: 'daily', priorLagDays: 1 });
       const lines = comparisonLines(r).join('\n');
       expect(lines).toMatch(/\(a\) baseline\s+0\.\d{3}/);
       expect(lines).toMatch(/\(b\) \+ behaviour prior\s+0\.\d{3}/);
