@@ -83,6 +83,8 @@ export const SplitSchema = z.discriminatedUnion('kind', [
     trainDays: z.number().positive().default(7),
     delayDays: z.number().min(0).default(7).describe('gap between training and test (labels not known yet)'),
     testDays: z.number().positive().default(7),
+    fitEnd: z.enum(['train-end', 'train-start']).optional()
+      .describe('where the events that pretraining and the tokenizer fit on end (default train-end): after the labelled training window, or before it, so that its rows get behaviour features out of sample as the test rows do'),
   }),
 ]);
 

@@ -12,7 +12,10 @@ import type { Dataset, UserHistory } from './events.js';
  *   no test time); with no delay there is none. Events outside are 'context': history the
  *   model may read but that is neither trained nor scored.
  * `fitLength` is, per user, the prefix of the history that fitting (tokenizer, pretraining)
- * may see: nothing from validation or test time leaks into the vocabulary.
+ * may see: nothing from validation or test time leaks into the vocabulary. A time split may
+ * also end fitting before the labelled training window (`fitEnd: train-start`): a classifier
+ * trained on that window's rows then sees behaviour features computed out of sample, as the
+ * test rows' are.
  */
 export const ROLE = { train: 0, valid: 1, test: 2, context: 3 } as const;
 export type Role = (typeof ROLE)[keyof typeof ROLE];
@@ -71,8 +74,12 @@ export function leaveOneOutSplit(users: readonly UserHistory[]): Split {
   return { kind: 'leave-one-out', roles, fitLength, counts };
 }
 
-export function timeSplit(users: readonly UserHistory[], window: TimeWindow): Split {
+/** Where fitting ends in a time split: with the labelled training window, or before it. */
+export type FitEnd = 'train-end' | 'train-start';
+
+export function timeSplit(users: readonly UserHistory[], window: TimeWindow, fitEnd: FitEnd = 'train-end'): Split {
   const { trainStart, trainEnd, testStart, testEnd } = window;
+  const fitUntil = fitEnd === 'train-start' ? trainStart : trainEnd;
   if (!(trainStart <= trainEnd && trainEnd <= testStart && testStart <= testEnd)) {
     throw new PantherError('E_CONFIG', `time split windows must be ordered: train [${trainStart}, ${trainEnd}), test [${testStart}, ${testEnd})`, 'data.split');
   }
@@ -87,7 +94,7 @@ export function timeSplit(users: readonly UserHistory[], window: TimeWindow): Sp
     let tested = false;
     for (let k = 0; k < events.length; k++) {
       const t = events[k].time;
-      if (t < trainEnd) fit = k + 1;
+      if (t < fitUntil) fit = k + 1;
       const role = t >= trainStart && t < trainEnd ? ROLE.train : t >= trainEnd && t < testStart ? ROLE.valid : t >= testStart && t < testEnd ? ROLE.test : ROLE.context;
       r[k] = role;
       perRole[role]++;
@@ -121,5 +128,5 @@ export function splitDataset(dataset: Dataset, config: SplitConfig): Split {
   if (dataset.meta.clock !== 'unix') {
     throw new PantherError('E_CONFIG', `a time split needs timestamps, and ${dataset.meta.name} has only an order; use leave-one-out`, 'data.split');
   }
-  return timeSplit(dataset.users, timeWindowOf(resolved));
+  return timeSplit(dataset.users, timeWindowOf(resolved), 'fitEnd' in resolved ? resolved.fitEnd : undefined);
 }

@@ -42,6 +42,12 @@ describe('time split', () => {
     expect(s.counts).toMatchObject({ train: 3, valid: 1, test: 2, context: 2, testUsers: 1 });
   });
 
+  it('ends fitting before the labelled window when asked, so its rows are out of sample', () => {
+    const s = splitDataset(d, { kind: 'time', trainStart: '2018-07-25', trainDays: 7, delayDays: 7, testDays: 7, fitEnd: 'train-start' });
+    expect([...s.roles[0]]).toEqual([ROLE.context, ROLE.train, ROLE.train, ROLE.valid, ROLE.test, ROLE.test, ROLE.context]);
+    expect([...s.fitLength]).toEqual([1, 0]);
+  });
+
   it('takes its windows from the config', () => {
     const w = timeWindowOf({ trainStart: '2018-07-25', trainDays: 3, delayDays: 0, testDays: 1 });
     expect(w).toEqual({ trainStart: at('2018-07-25 00:00'), trainEnd: at('2018-07-28 00:00'), testStart: at('2018-07-28 00:00'), testEnd: at('2018-07-29 00:00') });
