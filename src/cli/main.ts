@@ -153,9 +153,10 @@ export function buildCli(): Command {
     .option('--components <n>', 'PCA components of the embedding used as features', int, 8)
     .option('--min-context <n>', 'events of history each prior reads at least (default half the window; the window length reproduces the cached prior exactly, slower)', int)
     .option('--rounds <n>', 'boosting rounds', int)
+    .option('--seeds <n>', 'train (a) and (b) with tree-ensemble seeds 1..N and report each, their mean and range', int)
     .option('--save-model <file>', 'write the scoring model for panther serve')
     .option('--json <file>', 'also write the results as JSON')
-    .action(async (opts: { checkpoint?: string; prior: 'fresh' | 'daily'; lagDays: number; components: number; minContext?: number; rounds?: number; saveModel?: string; json?: string }) => {
+    .action(async (opts: { checkpoint?: string; prior: 'fresh' | 'daily'; lagDays: number; components: number; minContext?: number; rounds?: number; seeds?: number; saveModel?: string; json?: string }) => {
       await fraudEvalCommand(configFrom(program.opts().config), opts);
     });
 

@@ -263,6 +263,8 @@ export interface FraudEvalOptions {
   minContext?: number;
   components: number;
   rounds?: number;
+  /** Tree-ensemble seeds (1, 2, ... N): (a) and (b) trained with each. */
+  seeds?: number;
   saveModel?: string;
   json?: string;
 }
@@ -276,6 +278,7 @@ export interface FraudEvalOptions {
 export async function fraudEvalCommand(config: ClusterConfig, o: FraudEvalOptions): Promise<ComparisonResult> {
   const log = createLogger('fraud-eval');
   if (!(Number.isInteger(o.lagDays) && o.lagDays >= 0)) throw new PantherError('E_ARGUMENT', `--lag-days must be a whole number of days >= 0, not ${o.lagDays}`, 'fraud-eval');
+  if (o.seeds !== undefined && !(Number.isInteger(o.seeds) && o.seeds >= 1)) throw new PantherError('E_ARGUMENT', `--seeds must be a whole number >= 1, not ${o.seeds}`, 'fraud-eval');
   if (o.lagDays > 0 && o.prior !== 'daily') throw new PantherError('E_ARGUMENT', '--lag-days needs --prior daily (a lagged prior is an older daily one)', 'fraud-eval');
   const { table, name } = await transactions(config, log);
   const window = fraudWindow(config, name);
@@ -286,6 +289,7 @@ export async function fraudEvalCommand(config: ClusterConfig, o: FraudEvalOption
     }
     return compareFraudModels(table, {
       window, dataName: name, gbdt: o.rounds ? { rounds: o.rounds } : {},
+      extraSeeds: Array.from({ length: Math.max(0, (o.seeds ?? 1) - 1) }, (_, i) => i + 2),
       prior: p ? { ...p, mode: o.prior, lagDays: o.lagDays, components: o.components, minContext: o.minContext, checkpoint: path.resolve(o.checkpoint!) } : null,
       log: (m) => log.info(m),
     });

@@ -21,6 +21,12 @@ import type { z } from 'zod';
 export interface ComparisonOptions {
   window: TimeWindow;
   gbdt?: z.input<typeof GbdtOptionsSchema>;
+  /**
+   * Tree-ensemble seeds beyond the first (gbdt.seed): (a) and (b) are trained again with each,
+   * on the same rows, so a difference can be read against the spread the seed alone gives.
+   * The models, importances and the main table are the first seed's.
+   */
+  extraSeeds?: number[];
   /** (b) is run when a pretrained model is given. */
   prior?: { model: PantherModel; data: PreparedData; mode: PriorMode; lagDays?: number; components: number; checkpoint: string; minContext?: number } | null;
   dataName: string;
@@ -33,6 +39,8 @@ export interface ComparisonResult {
   sets: { train: number; trainFrauds: number; test: number; testFrauds: number; removedKnown: number };
   baseline: FraudMetrics;
   withPrior: FraudMetrics | null;
+  /** Every seed's (a) and (b), the first one included (the main table's). */
+  seeds: { seed: number; baseline: FraudMetrics; withPrior: FraudMetrics | null }[];
   importance: { baseline: { feature: string; gain: number }[]; withPrior: { feature: string; gain: number }[] | null };
   seconds: { features: number; deviations: number; training: number };
   models: { baseline: FraudModelFile; withPrior: FraudModelFile | null };
@@ -100,11 +108,16 @@ export async function compareFraudModels(table: TransactionTable, o: ComparisonO
 
   t0 = performance.now();
   const names = [...BASELINE_FEATURES];
-  const a = trainGbdt(names, trainX, yTrain, o.gbdt);
+  const seeds = [o.gbdt?.seed ?? 1, ...(o.extraSeeds ?? [])];
+  const a = trainGbdt(names, trainX, yTrain, { ...o.gbdt, seed: seeds[0] });
   const scored = (scores: Float64Array) => Array.from(sets.test, (k, i) => ({ score: scores[i], label: table.label[k], card: table.user[k], day: sets.testDay[i], scenario: table.scenario[k] }));
+  /** The test metrics of a tree ensemble trained with another seed on the same columns. */
+  const reseeded = (featureNames: string[], train: Float64Array[], test: Float64Array[], seed: number) =>
+    fraudMetrics(scored(trainGbdt(featureNames, train, yTrain, { ...o.gbdt, seed }).predictColumns(test, sets.test.length)));
   const baseline = fraudMetrics(scored(a.predictColumns(testX, sets.test.length)));
   let training = (performance.now() - t0) / 1000;
   log(`(a) baseline trained and scored in ${training.toFixed(1)} s`);
+  const seedRuns: ComparisonResult['seeds'] = [{ seed: seeds[0], baseline, withPrior: null }];
 
   let withPrior: FraudMetrics | null = null;
   let priorModel: FraudModelFile | null = null;
@@ -132,20 +145,26 @@ export async function compareFraudModels(table: TransactionTable, o: ComparisonO
     const trainB = [...trainX, ...pick(sets.train)];
     const testB = [...testX, ...pick(sets.test)];
     t0 = performance.now();
-    const b = trainGbdt(namesB, trainB, yTrain, o.gbdt);
+    const b = trainGbdt(namesB, trainB, yTrain, { ...o.gbdt, seed: seeds[0] });
     withPrior = fraudMetrics(scored(b.predictColumns(testB, sets.test.length)));
+    seedRuns[0].withPrior = withPrior;
     const tb = (performance.now() - t0) / 1000;
     training += tb;
     log(`(b) with the behaviour prior: deviations ${deviations.toFixed(1)} s, trained and scored in ${tb.toFixed(1)} s`);
     priorModel = modelFile(namesB, b.state, trainB, o, projection, trainFrauds);
     priorImportance = b.importance();
+    for (const seed of seeds.slice(1)) seedRuns.push({ seed, baseline: reseeded(names, trainX, testX, seed), withPrior: reseeded(namesB, trainB, testB, seed) });
+  } else {
+    for (const seed of seeds.slice(1)) seedRuns.push({ seed, baseline: reseeded(names, trainX, testX, seed), withPrior: null });
   }
+  if (seeds.length > 1) log(`${seeds.length - 1} more seeds of the tree ensemble trained and scored`);
   return {
     data: o.dataName,
     window: w,
     sets: { train: sets.train.length, trainFrauds, test: sets.test.length, testFrauds: baseline.frauds, removedKnown: sets.removedKnown },
     baseline,
     withPrior,
+    seeds: seedRuns,
     importance: { baseline: a.importance(), withPrior: priorImportance },
     seconds: { features, deviations, training },
     models: { baseline: modelFile(names, a.state, trainX, o, null, trainFrauds), withPrior: priorModel },
@@ -190,6 +209,20 @@ export function comparisonLines(r: ComparisonResult): string[] {
     srows.push([`${s.scenario} ${names[s.scenario] ?? ''}`.trim(), String(s.frauds), num(s.aucRoc), b ? num(b.aucRoc) : '-', pct(s.recallTop01), b ? pct(b.recallTop01) : '-', pct(s.recallTop1), b ? pct(b.recallTop1) : '-']);
   }
   lines.push('per fraud scenario (recall: share of the scenario\'s frauds in the top 0.1% / 1% of all test transactions)', ...table(srows));
+  if (r.seeds.length > 1) {
+    const mean = (xs: number[]) => xs.reduce((s, x) => s + x, 0) / xs.length;
+    const span = (xs: number[]) => `${num(mean(xs))} (${num(Math.min(...xs))}..${num(Math.max(...xs))})`;
+    const withB = r.seeds.filter((s) => s.withPrior);
+    const srows = [['over tree seeds', 'AP (a)', 'AP (b)', 'CP@100 (a)', 'CP@100 (b)']];
+    for (const s of r.seeds) srows.push([`seed ${s.seed}`, num(s.baseline.averagePrecision), s.withPrior ? num(s.withPrior.averagePrecision) : '-', num(s.baseline.cardPrecision100), s.withPrior ? num(s.withPrior.cardPrecision100) : '-']);
+    srows.push([`mean (min..max) of ${r.seeds.length}`, span(r.seeds.map((s) => s.baseline.averagePrecision)), withB.length ? span(withB.map((s) => s.withPrior!.averagePrecision)) : '-',
+      span(r.seeds.map((s) => s.baseline.cardPrecision100)), withB.length ? span(withB.map((s) => s.withPrior!.cardPrecision100)) : '-']);
+    lines.push(...table(srows));
+    if (withB.length) {
+      const ahead = (key: 'averagePrecision' | 'cardPrecision100') => withB.filter((s) => s.withPrior![key] > s.baseline[key]).length;
+      lines.push(`(b) ahead of (a) with the same seed: AP ${ahead('averagePrecision')} of ${withB.length}, CP@100 ${ahead('cardPrecision100')} of ${withB.length}`);
+    }
+  }
   if (r.importance.withPrior) {
     lines.push(`most useful features of (b): ${r.importance.withPrior.slice(0, 8).map((f) => `${f.feature} ${(100 * f.gain).toFixed(1)}%`).join(', ')}`);
   }

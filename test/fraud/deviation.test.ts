@@ -121,7 +121,7 @@ describe('deviation from the behaviour prior, the fraud comparison and merchant 
     const model = modelFromCheckpoint(gpu(), run.checkpoint, run.data);
     try {
       const r = await compareFraudModels(table, {
-        window: timeWindowOf(FRAUD_RUN.split as never), dataName: 'synthetic', gbdt: { rounds: 30, maxDepth: 3 },
+        window: timeWindowOf(FRAUD_RUN.split as never), dataName: 'synthetic', gbdt: { rounds: 30, maxDepth: 3 }, extraSeeds: [2],
         prior: { model, data: run.data, mode: 'daily', lagDays: 1, components: 4, checkpoint: run.checkpoint },
       });
       expect(r.sets.trainFrauds).toBeGreaterThan(0);
@@ -143,6 +143,13 @@ describe('deviation from the behaviour prior, the fraud comparison and merchant 
       expect(lines).toMatch(/\(a\) baseline\s+0\.\d{3}/);
       expect(lines).toMatch(/\(b\) \+ behaviour prior\s+0\.\d{3}/);
       expect(lines).toMatch(/1 account takeover/);
+      // A second tree seed: the first is the main table's, the second a different ensemble on the same rows.
+      expect(r.seeds.map((x) => x.seed)).toEqual([1, 2]);
+      expect(r.seeds[0]).toEqual({ seed: 1, baseline: r.baseline, withPrior: r.withPrior });
+      expect(r.seeds[1].withPrior!.transactions).toBe(r.sets.test);
+      expect(r.seeds[1].baseline.aucRoc).toBeGreaterThan(0.5);
+      expect(lines).toMatch(/mean \(min\.\.max\) of 2\s+0\.\d{3} \(0\.\d{3}\.\.0\.\d{3}\)/);
+      expect(lines).toMatch(/\(b\) ahead of \(a\) with the same seed: AP [0-2] of 2, CP@100 [0-2] of 2/);
     } finally {
       model.dispose();
     }
