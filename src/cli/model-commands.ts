@@ -58,7 +58,7 @@ export interface Comparison {
 const percent = (x: number) => (Number.isFinite(x) ? `${x >= 0 ? '+' : ''}${(100 * x).toFixed(1)}%` : '-');
 
 export function compareLines(c: Comparison): string[] {
-  const rows = [['', 'HR@1', 'HR@10', 'NDCG@10', 'HR@50', 'users']];
+  const rows = [['', 'HR@1', 'HR@10', 'NDCG@10', 'HR@50', 'events']];
   const row = (name: string, e: Evaluation) => [name, e.hr1, e.hr10, e.ndcg10, e.hr50].map((v, i) => (i === 0 ? String(v) : (100 * (v as number)).toFixed(2))).concat(String(e.count));
   rows.push(row('PANTHER', c.model));
   if (c.baseline) rows.push(row('transformer', c.baseline));
@@ -86,7 +86,7 @@ async function rankAndCompare(gpu: Gpu, data: PreparedData, modelPath: string, b
     const model = modelFromCheckpoint(gpu, path, data);
     try {
       const r = await rankHeldOut(model, data, { role, length: model.shape.maxLength, batchSize: 64 });
-      return { ranks: r.ranks, e: evaluationOf(role, r) };
+      return { ranks: r.ranks, users: r.users, e: evaluationOf(role, r) };
     } finally {
       model.dispose();
     }
@@ -97,7 +97,7 @@ async function rankAndCompare(gpu: Gpu, data: PreparedData, modelPath: string, b
     model: model.e,
     baseline: baseline?.e ?? null,
     hr1Gain: baseline && baseline.e.hr1 > 0 ? model.e.hr1 / baseline.e.hr1 - 1 : null,
-    intervals: baseline ? pairedGains(model.ranks, baseline.ranks) : null,
+    intervals: baseline ? pairedGains(model.ranks, baseline.ranks, { users: model.users }) : null,
   };
 }
 

@@ -33,6 +33,8 @@ function subset(windows: Window[], limit: number | undefined): Window[] {
 export interface HeldOutRanks {
   /** 0-based rank of each held-out event's true token, in a fixed order of the events (the same for every model on the same data). */
   ranks: Uint32Array;
+  /** The user (index in the data) of each ranked event, in the same order. */
+  users: Uint32Array;
   unknownTargets: number;
   withoutHistory: number;
 }
@@ -50,6 +52,7 @@ export async function rankHeldOut(model: PantherModel, data: PreparedData, o: Ev
   const windows = subset(all, o.limit).sort((a, b) => b.end - b.start - (a.end - a.start));
   const V = model.shape.vocabSize;
   const ranks = new Uint32Array(windows.length);
+  const users = Uint32Array.from(windows, (w) => w.user);
   let unknownTargets = 0;
   for (let start = 0; start < windows.length; start += o.batchSize) {
     const slice = windows.slice(start, start + o.batchSize);
@@ -71,7 +74,7 @@ export async function rankHeldOut(model: PantherModel, data: PreparedData, o: Ev
       }
     }
   }
-  return { ranks, unknownTargets, withoutHistory };
+  return { ranks, users, unknownTargets, withoutHistory };
 }
 
 /** The metrics of ranked held-out events. */

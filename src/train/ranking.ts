@@ -70,19 +70,40 @@ export interface GainInterval {
 
 /**
  * Relative gains of model A over model B ranked on the SAME held-out rows (ranks[i] of both
- * for row i), with 95% intervals from a paired bootstrap over the rows: resampling the
+ * for row i), with 95% intervals from a paired bootstrap over the users: resampling the
  * users, not the models, so the interval says how much of a gain could come from which
- * users happened to be held out. Rows without a target (NO_TARGET in either) are left out.
+ * users happened to be held out. `users[i]` is row i's user: a user's rows are drawn
+ * together (a time split holds out many events of a user, and they are not independent);
+ * without it every row is its own user (leave-one-out). Rows without a target (NO_TARGET in
+ * either) are left out.
  */
-export function pairedGains(a: ArrayLike<number>, b: ArrayLike<number>, o: { samples?: number; seed?: number } = {}): GainInterval[] {
+export function pairedGains(a: ArrayLike<number>, b: ArrayLike<number>, o: { samples?: number; seed?: number; users?: ArrayLike<number> } = {}): GainInterval[] {
   if (a.length !== b.length) throw new PantherError('E_ARGUMENT', `${a.length} ranks against ${b.length}: the models must be ranked on the same rows`, 'pairedGains');
+  if (o.users && o.users.length !== a.length) throw new PantherError('E_ARGUMENT', `${o.users.length} users for ${a.length} ranked rows`, 'pairedGains');
+  // Per user (in order of first appearance), the sums of each metric's row values.
+  const groupOf = new Map<number, number>();
+  const rowGroups: number[] = [];
   const rows: number[] = [];
-  for (let i = 0; i < a.length; i++) if (a[i] !== NO_TARGET && b[i] !== NO_TARGET) rows.push(i);
-  const n = rows.length;
+  for (let i = 0; i < a.length; i++) {
+    if (a[i] === NO_TARGET || b[i] === NO_TARGET) continue;
+    const user = o.users ? o.users[i] : i;
+    let g = groupOf.get(user);
+    if (g === undefined) groupOf.set(user, (g = groupOf.size));
+    rows.push(i);
+    rowGroups.push(g);
+  }
+  const n = groupOf.size;
   const samples = o.samples ?? BOOTSTRAP_SAMPLES;
   const rng = new Random(o.seed ?? 1, 'bootstrap');
   const draws = new Int32Array(n);
-  const values = RANKING_METRICS.map((m) => ({ a: Float64Array.from(rows, (i) => rowValue(m, a[i])), b: Float64Array.from(rows, (i) => rowValue(m, b[i])) }));
+  const values = RANKING_METRICS.map((m) => {
+    const v = { a: new Float64Array(n), b: new Float64Array(n) };
+    rows.forEach((i, k) => {
+      v.a[rowGroups[k]] += rowValue(m, a[i]);
+      v.b[rowGroups[k]] += rowValue(m, b[i]);
+    });
+    return v;
+  });
   const gains = RANKING_METRICS.map(() => new Float64Array(samples));
   const better = RANKING_METRICS.map(() => 0);
   for (let s = 0; s < samples; s++) {

@@ -49,6 +49,22 @@ describe('paired bootstrap of gains', () => {
     expect(unsure.aBetter).toBeLessThan(0.9);
   });
 
+  it('draws a user\'s rows together: wider intervals when a user\'s events move as one', () => {
+    // 100 users with 4 held-out events each; B hits on every other event, A also on all four of every tenth user's.
+    const users = Array.from({ length: 400 }, (_, i) => Math.floor(i / 4));
+    const b = users.map((_, i) => (i % 2 ? 3 : 30));
+    const a = b.map((r, i) => (users[i] % 10 === 0 ? 3 : r));
+    const hr10 = (g: ReturnType<typeof pairedGains>) => g.find((x) => x.metric === 'hr10')!;
+    const rowWise = hr10(pairedGains(a, b, { samples: 2000 }));
+    const userWise = hr10(pairedGains(a, b, { samples: 2000, users }));
+    expect(userWise.gain).toBeCloseTo(220 / 200 - 1, 12);
+    expect(userWise.gain).toBe(rowWise.gain);
+    expect(userWise.high - userWise.low).toBeGreaterThan(1.2 * (rowWise.high - rowWise.low));
+    // Without users every row is its own user.
+    expect(pairedGains(a, b, { samples: 300, users: users.map((_, i) => i) })).toEqual(pairedGains(a, b, { samples: 300 }));
+    expect(() => pairedGains([1, 2], [1, 2], { users: [0] })).toThrow(/2 ranked rows/);
+  });
+
   it('leaves out rows without a target and refuses rankings of different rows', () => {
     const g = gain([0, NO_TARGET, 0], [0, 0, 20], 'hr1');
     expect(g.gain).toBeCloseTo(2 / 1 - 1, 12);
