@@ -12,7 +12,7 @@ import { loadDataset } from '../data/load.js';
 import { HANDBOOK_SPLIT, timeWindowOf, type TimeWindow } from '../data/split.js';
 import { PantherError } from '../errors.js';
 import { comparisonLines, compareFraudModels, type ComparisonResult } from '../fraud/evaluate.js';
-import type { PriorMode } from '../fraud/deviation.js';
+import { checkPriorLag, type PriorMode } from '../fraud/deviation.js';
 import { merchantLines, merchantRisk, type MerchantReport } from '../fraud/merchants.js';
 import { FraudModel } from '../fraud/model.js';
 import { DAY, tableFromDataset, type TransactionTable } from '../fraud/table.js';
@@ -277,9 +277,8 @@ export interface FraudEvalOptions {
  */
 export async function fraudEvalCommand(config: ClusterConfig, o: FraudEvalOptions): Promise<ComparisonResult> {
   const log = createLogger('fraud-eval');
-  if (!(Number.isInteger(o.lagDays) && o.lagDays >= 0)) throw new PantherError('E_ARGUMENT', `--lag-days must be a whole number of days >= 0, not ${o.lagDays}`, 'fraud-eval');
+  checkPriorLag(o.prior, o.lagDays, 'fraud-eval');
   if (o.seeds !== undefined && !(Number.isInteger(o.seeds) && o.seeds >= 1)) throw new PantherError('E_ARGUMENT', `--seeds must be a whole number >= 1, not ${o.seeds}`, 'fraud-eval');
-  if (o.lagDays > 0 && o.prior !== 'daily') throw new PantherError('E_ARGUMENT', '--lag-days needs --prior daily (a lagged prior is an older daily one)', 'fraud-eval');
   const { table, name } = await transactions(config, log);
   const window = fraudWindow(config, name);
   const result = await withPriorModel(config, o.checkpoint, log, async (p) => {

@@ -54,10 +54,15 @@ export interface EventDeviations {
   dModel: number;
 }
 
+/** A prior's lag is a whole number of days, and only a daily prior has one. */
+export function checkPriorLag(mode: PriorMode, lagDays: number, where: string): void {
+  if (!(Number.isInteger(lagDays) && lagDays >= 0)) throw new PantherError('E_ARGUMENT', `the prior's lag (--lag-days) must be a whole number of days >= 0, not ${lagDays}`, where);
+  if (lagDays > 0 && mode !== 'daily') throw new PantherError('E_ARGUMENT', 'a lagged prior is an older daily one: use the daily mode (--prior daily) with a lag', where);
+}
+
 /** The anchor (last history event) of each event, or -1. */
 export function anchorsOf(data: PreparedData, events: Int32Array, mode: PriorMode, lagDays = 0): Int32Array {
-  if (!(Number.isInteger(lagDays) && lagDays >= 0)) throw new PantherError('E_ARGUMENT', `the prior's lag must be a whole number of days >= 0, not ${lagDays}`, 'anchorsOf');
-  if (lagDays > 0 && mode !== 'daily') throw new PantherError('E_ARGUMENT', 'a lagged prior is a daily one: use the daily mode with a lag', 'anchorsOf');
+  checkPriorLag(mode, lagDays, 'anchorsOf');
   const userOf = new Int32Array(data.tokens.length);
   for (let u = 0; u < data.users.length; u++) userOf.fill(u, data.offsets[u], data.offsets[u + 1]);
   return Int32Array.from(events, (k) => {

@@ -123,6 +123,8 @@ export async function compareFraudModels(table: TransactionTable, o: ComparisonO
   let priorModel: FraudModelFile | null = null;
   let priorImportance: ComparisonResult['importance']['withPrior'] = null;
   let deviations = 0;
+  /** (b)'s feature names and columns, once the prior's are computed. */
+  let columnsB: { names: string[]; train: Float64Array[]; test: Float64Array[] } | null = null;
   if (o.prior) {
     const p = o.prior;
     if (p.data.tokens.length !== table.n) throw new PantherError('E_DATA', `prepared data has ${p.data.tokens.length} events, the transaction table ${table.n}`, 'fraud-eval');
@@ -153,9 +155,10 @@ export async function compareFraudModels(table: TransactionTable, o: ComparisonO
     log(`(b) with the behaviour prior: deviations ${deviations.toFixed(1)} s, trained and scored in ${tb.toFixed(1)} s`);
     priorModel = modelFile(namesB, b.state, trainB, o, projection, trainFrauds);
     priorImportance = b.importance();
-    for (const seed of seeds.slice(1)) seedRuns.push({ seed, baseline: reseeded(names, trainX, testX, seed), withPrior: reseeded(namesB, trainB, testB, seed) });
-  } else {
-    for (const seed of seeds.slice(1)) seedRuns.push({ seed, baseline: reseeded(names, trainX, testX, seed), withPrior: null });
+    columnsB = { names: namesB, train: trainB, test: testB };
+  }
+  for (const seed of seeds.slice(1)) {
+    seedRuns.push({ seed, baseline: reseeded(names, trainX, testX, seed), withPrior: columnsB ? reseeded(columnsB.names, columnsB.train, columnsB.test, seed) : null });
   }
   if (seeds.length > 1) log(`${seeds.length - 1} more seeds of the tree ensemble trained and scored`);
   return {
