@@ -139,7 +139,7 @@ export async function inspectCommand(config: ClusterConfig, o: { checkpoint: str
         const top = [...mean.keys()].sort((a, b) => mean[b] - mean[a]).slice(0, 5);
         lines.push(`prototypes, block ${layer}: ${top.map((k) => `#${k} ${(100 * mean[k]).toFixed(1)}%`).join('  ')}  (last event: #${top[0]} ${(100 * w[(L - 1) * K + top[0]]).toFixed(1)}%)`);
       });
-      if (weights.length === 0) lines.push('prototypes: none (SPRM is off in this model)');
+      if (weights.length === 0) lines.push('prototypes: none (this model has no prototype matching)');
       let max = -Infinity;
       for (const v of scores) max = Math.max(max, v);
       let z = 0;

@@ -11,10 +11,14 @@ export const ModelSchema = z
       .strictObject({
         enabled: z.boolean().default(true),
         kernelSize: z.number().int().min(2).max(7).default(3),
-        dilations: z.array(z.number().int().min(1).max(16)).min(1).max(6).default([1, 2, 4, 8]),
+        dilations: z.array(z.number().int().min(1).max(16)).max(6).default([1, 2, 4, 8])
+          .describe('one causal convolution per dilation, summed; [] = no convolutions (the prototypes match the block input)'),
         depthwise: z.boolean().default(true).describe('per-channel convolutions (paper) or full ones'),
-        prototypes: z.number().int().min(1).max(1024).default(32),
+        prototypes: z.number().int().min(0).max(1024).default(32).describe('0 = no prototype matching (the convolutions alone)'),
         temperature: z.number().positive().default(0.1),
+      })
+      .refine((s) => !s.enabled || s.dilations.length > 0 || s.prototypes > 0, {
+        message: 'an enabled SPRM needs convolutions (dilations) or prototypes; to turn it off, set enabled: false',
       })
       .prefault({}),
     profile: z

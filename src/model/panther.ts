@@ -96,7 +96,7 @@ class Block {
         this.convB.push(store.create(`${name}.sprm.conv${i}.bias`, [d], { kind: 'constant', value: 0 }));
         void dil;
       });
-      this.prototypes = store.create(`${name}.sprm.prototypes`, [c.sprm.prototypes, d], { kind: 'normal', std: 0.5 });
+      if (c.sprm.prototypes > 0) this.prototypes = store.create(`${name}.sprm.prototypes`, [c.sprm.prototypes, d], { kind: 'normal', std: 0.5 });
       this.sprmOut = new Linear(store, `${name}.sprm.out`, d, d, { std: 0.02 / Math.sqrt(2 * c.layers) });
     }
     if (c.ffnMult > 0) {
@@ -113,19 +113,27 @@ class Block {
     const h = layerNorm(x, this.ln1g, this.ln1b);
     const a = drop(this.o.forward(attention(this.q.forward(h), this.k.forward(h), this.v.forward(h), { heads: c.heads, keyMask })), site);
     let mixed: Tensor;
-    if (this.prototypes && this.sprmOut) {
-      // The convolutions see zeros before a user's first event, as at the start of a row, so
-      // a position's output does not depend on how much padding its row carries.
-      const events = eventMask ? mul(h, eventMask) : h;
-      let local: Tensor | null = null;
-      c.sprm.dilations.forEach((dilation, i) => {
-        const y = dilatedConv(events, this.convW[i], this.convB[i], { kernelSize: c.sprm.kernelSize, dilation, depthwise: c.sprm.depthwise });
-        local = local ? add(local, y) : y;
-      });
-      const l = gelu(local!);
-      const { out, weights: w } = prototypeMatch(l, this.prototypes, { temperature: c.sprm.temperature });
-      weights.push(w);
-      const s = drop(this.sprmOut.forward(add(l, out)), site + 1);
+    if (this.sprmOut) {
+      // Local pattern aggregation, then prototype matching (either may be switched off).
+      let l = h;
+      if (this.convW.length > 0) {
+        // The convolutions see zeros before a user's first event, as at the start of a row, so
+        // a position's output does not depend on how much padding its row carries.
+        const events = eventMask ? mul(h, eventMask) : h;
+        let local: Tensor | null = null;
+        c.sprm.dilations.forEach((dilation, i) => {
+          const y = dilatedConv(events, this.convW[i], this.convB[i], { kernelSize: c.sprm.kernelSize, dilation, depthwise: c.sprm.depthwise });
+          local = local ? add(local, y) : y;
+        });
+        l = gelu(local!);
+      }
+      let fused = l;
+      if (this.prototypes) {
+        const { out, weights: w } = prototypeMatch(l, this.prototypes, { temperature: c.sprm.temperature });
+        weights.push(w);
+        fused = add(l, out);
+      }
+      const s = drop(this.sprmOut.forward(fused), site + 1);
       mixed = axpby(a, s, 0.5, 0.5);
     } else {
       mixed = a;
@@ -238,7 +246,7 @@ export class PantherModel {
     x = drop(x, 0);
     const keyMask = tensorFrom(gpu, batch.mask, [B, L], 'u32');
     let eventMask: Tensor | null = null;
-    if (this.config.sprm.enabled) {
+    if (this.config.sprm.enabled && this.config.sprm.dilations.length > 0) {
       const m = new Float32Array(n * d);
       for (let i = 0; i < n; i++) if (batch.mask[i]) m.fill(1, i * d, (i + 1) * d);
       eventMask = tensorFrom(gpu, m, [B, L, d]);

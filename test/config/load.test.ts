@@ -23,6 +23,13 @@ describe('cluster.yaml', () => {
     expect(() => parseClusterConfig('gpu:\n  backnd: vulkan\n', 'c.yaml')).toThrowError(/c\.yaml:\d+: gpu: .*backnd/);
   });
 
+  it('rejects an SPRM with neither convolutions nor prototypes, naming the section', () => {
+    const text = 'model:\n  sprm:\n    dilations: []\n    prototypes: 0\n';
+    expect(() => parseClusterConfig(text, 'c.yaml')).toThrowError(/c\.yaml:\d+: model\.sprm: .*convolutions .* or prototypes/);
+    expect(() => parseClusterConfig('model:\n  sprm: { enabled: false, dilations: [], prototypes: 0 }\n', 'c.yaml')).not.toThrow();
+    expect(() => parseClusterConfig('model:\n  sprm: { dilations: [] }\n', 'c.yaml')).not.toThrow();
+  });
+
   it('reports YAML syntax errors with a line', () => {
     expect(() => parseClusterConfig('gpu:\n  backend: [vulkan\n', 'c.yaml')).toThrowError(/c\.yaml:\d+: invalid YAML/);
   });

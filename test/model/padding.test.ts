@@ -39,14 +39,24 @@ describe('model outputs do not depend on padding', () => {
     return result;
   }
 
-  for (const variant of ['panther', 'transformer'] as const) {
+  // The SPRM's two halves can be switched off one at a time (ablations).
+  const variants = {
+    panther: { dilations: [1, 2, 4], prototypes: 4 },
+    'panther, convolutions only': { dilations: [1, 2, 4], prototypes: 0 },
+    'panther, prototypes only': { dilations: [], prototypes: 4 },
+    transformer: null,
+  };
+  for (const [variant, sprm] of Object.entries(variants)) {
     it(`${variant}: a batch cut to its longest window gives the same loss, scores and gradients`, async () => {
       const config = ModelSchema.parse({
         dModel: 16, heads: 2, layers: 2, ffnMult: 1, dropout: 0.2,
-        sprm: { enabled: variant === 'panther', dilations: [1, 2, 4], prototypes: 4 },
-        profile: { enabled: variant === 'panther' },
+        sprm: sprm ? { enabled: true, ...sprm } : { enabled: false },
+        profile: { enabled: sprm !== null },
       });
       const model = new PantherModel(gpu(), config, modelShapeOf(data, L));
+      const names = model.parameters().map((p) => p.name ?? '');
+      expect(names.some((n) => n.includes('.sprm.conv'))).toBe((sprm?.dilations.length ?? 0) > 0);
+      expect(names.some((n) => n.endsWith('.sprm.prototypes'))).toBe((sprm?.prototypes ?? 0) > 0);
       // Short windows (3..11 events) of different users, so the cut batch is 16 wide.
       const windows = trainingWindows(data, L).slice(0, 12).map((w, i) => ({ ...w, start: Math.max(w.start, w.end - 3 - (i % 9)) }));
       const cut = batchLength(windows, L);
