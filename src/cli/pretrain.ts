@@ -6,7 +6,7 @@ import { Gpu } from '../gpu/runtime.js';
 import { createLogger } from '../log.js';
 import { baselineOf } from '../model/config.js';
 import type { Evaluation } from '../train/evaluate.js';
-import { Trainer, type TrainSummary } from '../train/trainer.js';
+import { Trainer, warnWithoutValidation, type TrainSummary } from '../train/trainer.js';
 
 export interface PretrainOptions {
   baseline?: boolean;
@@ -38,7 +38,7 @@ export async function pretrain(config: ClusterConfig, opts: PretrainOptions): Pr
     source: config.data.source.kind, users: d.users.length, events: d.tokens.length, vocab: d.tokenizer.vocabSize,
     cache: prepared.cache.hit ? 'hit' : 'built', seconds: Number(prepared.seconds.toFixed(2)),
   }, 'data ready');
-  if (d.split.counts.valid === 0) log.warn({ split: d.split.kind }, 'the split has no validation events: no early stopping, the last step is reported');
+  warnWithoutValidation(d, log);
   const gpu = await Gpu.create({ ...gpuOptionsFrom(config.gpu), onError: (m) => log.error(m) });
   const bar = new SingleBar({
     format: 'step {value}/{total} |{bar}| loss {loss} | {eps} events/s | ETA {eta_formatted}',

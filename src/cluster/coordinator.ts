@@ -11,7 +11,7 @@ import type { TrainConfig } from '../train/config.js';
 import type { Evaluation } from '../train/evaluate.js';
 import { plotCurves } from '../train/plot.js';
 import { learningRate } from '../train/schedule.js';
-import { modelShapeOf, noteValidation, trainingSchedule, type StepReport, type TrainSummary } from '../train/trainer.js';
+import { modelShapeOf, noteValidation, trainingSchedule, warnWithoutValidation, type StepReport, type TrainSummary } from '../train/trainer.js';
 import { workerSlots } from './config.js';
 import { assignRows } from './plan.js';
 import { MemberLost, PENDING, WorkerPool, type Member, type Setup } from './pool.js';
@@ -165,6 +165,7 @@ export class Coordinator {
     const prepared = await loadPreparedData(this.o.config.data, { baseDir: this.o.baseDir, log: (m) => this.log.warn(m) });
     this.data = prepared.data;
     this.dataKey = prepared.cache.key;
+    warnWithoutValidation(this.data, this.log);
     this.windows = trainingWindows(this.data, this.o.config.data.maxLength);
     this.schedule = new EpochSchedule(this.windows, { seed: this.train.seed, batchSize: this.train.batchSize, bucketBatches: this.train.lengthBuckets });
     ({ batchesPerEpoch: this.batchesPerEpoch, totalSteps: this.totalSteps } = trainingSchedule(this.windows.length, this.train));

@@ -76,6 +76,11 @@ export function noteValidation(state: TrainingState, e: Evaluation, patience: nu
   return { best: false, stop: state.sinceBest >= patience };
 }
 
+/** Says so when the split holds no validation events: the run then takes no early-stopping decision. */
+export function warnWithoutValidation(data: PreparedData, log: { warn(fields: object, message: string): void }): void {
+  if (data.split.counts.valid === 0) log.warn({ split: data.split.kind }, 'the split has no validation events: no early stopping, the last step is reported');
+}
+
 export interface TrainerOptions {
   gpu: Gpu;
   data: PreparedData;

@@ -2,12 +2,13 @@ import { readFileSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { loadPreparedData } from '../../src/data/cache.js';
-import type { PreparedData } from '../../src/data/prepare.js';
+import { prepareDataset, type PreparedData } from '../../src/data/prepare.js';
+import { generateSynthetic } from '../../src/data/synthetic.js';
 import { ModelSchema } from '../../src/model/config.js';
 import { readCheckpoint } from '../../src/train/checkpoint.js';
 import { TrainSchema } from '../../src/train/config.js';
 import type { Evaluation } from '../../src/train/evaluate.js';
-import { noteValidation, Trainer } from '../../src/train/trainer.js';
+import { noteValidation, Trainer, warnWithoutValidation } from '../../src/train/trainer.js';
 import { useGpu } from '../support/gpu.js';
 import { tempDir } from '../support/tmp.js';
 
@@ -100,5 +101,17 @@ describe('early stopping', () => {
     const s = fresh();
     for (let i = 0; i < 5; i++) expect(noteValidation(s, evaluation(0, 0), 2)).toEqual({ best: false, stop: false });
     expect([s.bestStep, s.sinceBest]).toEqual([0, 0]);
+  });
+});
+
+describe('a split without validation events', () => {
+  it('is reported (single-process and coordinator runs call this before training), a split with them is not', () => {
+    const world = generateSynthetic({ users: 40, days: 30, seed: 3 });
+    const warnings: [unknown, string][] = [];
+    const log = { warn: (o: unknown, m: string) => void warnings.push([o, m]) };
+    warnWithoutValidation(prepareDataset(world, { split: { kind: 'time', trainStart: '2024-01-08', trainDays: 10, delayDays: 0, testDays: 10 } }), log);
+    warnWithoutValidation(prepareDataset(world, { split: { kind: 'time', trainStart: '2024-01-08', trainDays: 10, delayDays: 2, testDays: 10 } }), log);
+    warnWithoutValidation(prepareDataset(world, { split: { kind: 'leave-one-out' } }), log);
+    expect(warnings).toEqual([[{ split: 'time' }, expect.stringMatching(/no validation events: no early stopping/)]]);
   });
 });
