@@ -183,7 +183,9 @@ function finishedRun(dir: string, model: ModelConfig): TrainSummary | null {
   const best = join(dir, 'best.safetensors');
   if (!existsSync(summary) || !existsSync(best)) return null;
   const saved = (readCheckpoint(best).model as { config?: unknown } | null)?.config;
-  if (!isDeepStrictEqual(saved, JSON.parse(JSON.stringify(model)))) return null;
+  // Through the schema, so that options added since (with their defaults) still match.
+  const parsed = ModelSchema.safeParse(saved);
+  if (!parsed.success || !isDeepStrictEqual(JSON.parse(JSON.stringify(parsed.data)), JSON.parse(JSON.stringify(model)))) return null;
   const s = JSON.parse(readFileSync(summary, 'utf8')) as TrainSummary;
   return s.test ? s : null;
 }

@@ -3,7 +3,6 @@ import type { PreparedData } from '../data/prepare.js';
 import { PantherError } from '../errors.js';
 import type { Gpu } from '../gpu/runtime.js';
 import type { ModelConfig } from '../model/config.js';
-import { lmHeadLoss } from '../model/lm-head.js';
 import { PantherModel, profilePositives } from '../model/panther.js';
 import { backward, zeroGrad } from '../tensor/autograd.js';
 import { infoNCELoss } from '../tensor/ops/contrastive.js';
@@ -214,7 +213,7 @@ export class Replica {
     return scoped(this.gpu, async () => {
       // Training mode as in the Trainer: dropout masks follow (seed, step, global row), not the shard.
       const f = model.forward(batch, { train: true, step: stepIndex });
-      const next = lmHeadLoss(f.hidden, model.head, batch.targets, { normalizer: shard.globalTargetCount });
+      const next = model.nextTokenLoss(f.hidden, batch.targets, shard.globalTargetCount);
       let total = next;
       let contrastive: Tensor | null = null;
       if (contrastiveOn) {

@@ -2,7 +2,6 @@ import { makeBatch, type Window } from '../data/batching.js';
 import type { PreparedData } from '../data/prepare.js';
 import { TOKEN_SPECIALS } from '../data/tokenizer.js';
 import { PantherError } from '../errors.js';
-import { lmHeadScores } from '../model/lm-head.js';
 import type { PantherModel } from '../model/panther.js';
 import { deltaOf, DensePrior, scoreRowStats } from '../serve/prior.js';
 import { embedding } from '../tensor/ops/embedding.js';
@@ -171,7 +170,7 @@ export async function eventDeviations(model: PantherModel, data: PreparedData, e
         const R = idx.length;
         const [hT, sT] = noGrad(gpu, () => tidy(gpu, () => {
           const h = embedding(hidden, idx, [R]);
-          return [h.keep(), lmHeadScores(h, model.head).keep()] as const;
+          return [h.keep(), model.scores(h).keep()] as const;
         }));
         const [h, scores] = await Promise.all([hT.readF32(), sT.readF32()]);
         hT.dispose();

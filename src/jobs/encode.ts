@@ -1,7 +1,6 @@
 import { makeBatch, type Window } from '../data/batching.js';
 import type { PreparedData } from '../data/prepare.js';
 import { TOKEN_SPECIALS } from '../data/tokenizer.js';
-import { lmHeadScores } from '../model/lm-head.js';
 import type { PantherModel } from '../model/panther.js';
 import { ENTRY_FORMAT, META_FORMAT, type UserEntry, type VersionMeta } from '../serve/entry.js';
 import { DensePrior, summarizeScores } from '../serve/prior.js';
@@ -61,14 +60,18 @@ export async function encodeUsers(
     const out = noGrad(gpu, () => tidy(gpu, () => {
       const f = model.forward(batch);
       const h = embedding(f.hidden, last, [B]);
-      const scores = lmHeadScores(h, model.head);
+      const scores = model.scores(h);
+      // What the serving head multiplies (the state itself unless the head is cosine).
+      const input = model.headInput(h);
       const emb = model.profileEnabled ? model.userEmbedding(f, batch) : null;
       const weights = f.prototypeWeights.at(-1);
       const proto = weights ? embedding(weights, last, [B]) : null;
-      return { h: h.keep(), scores: scores.keep(), emb: emb?.keep() ?? null, proto: proto?.keep() ?? null };
+      return { h: h.keep(), input: input === h ? null : input.keep(), scores: scores.keep(), emb: emb?.keep() ?? null, proto: proto?.keep() ?? null };
     }));
-    const [h, scores, emb, proto] = await Promise.all([out.h.readF32(), out.scores.readF32(), out.emb?.readF32() ?? null, out.proto?.readF32() ?? null]);
-    for (const t of [out.h, out.scores, out.emb, out.proto]) t?.dispose();
+    const [h, input, scores, emb, proto] = await Promise.all([
+      out.h.readF32(), out.input?.readF32() ?? null, out.scores.readF32(), out.emb?.readF32() ?? null, out.proto?.readF32() ?? null,
+    ]);
+    for (const t of [out.h, out.input, out.scores, out.emb, out.proto]) t?.dispose();
     const E = emb ? emb.length / B : d;
     const K = proto ? proto.length / B : 0;
     const entries = slice.map((w, r): UserEntry => {
@@ -78,13 +81,13 @@ export async function encodeUsers(
         for (let k = 1; k < K; k++) if (proto[r * K + k] > proto[r * K + best]) best = k;
         prototype = { index: best, weight: proto[r * K + best] };
       }
-      const state = h.slice(r * d, (r + 1) * d);
+      const state = (input ?? h).slice(r * d, (r + 1) * d);
       return {
         format: ENTRY_FORMAT,
         user: data.users[w.user],
         events: w.end - w.start,
         lastTime: data.time[w.end - 1],
-        embedding: emb ? emb.slice(r * E, (r + 1) * E) : state,
+        embedding: emb ? emb.slice(r * E, (r + 1) * E) : h.slice(r * d, (r + 1) * d),
         state,
         prior: summarizeScores(scores, r * V, V, o.topK),
         prototype,
@@ -110,7 +113,7 @@ export async function versionMetaOf(model: PantherModel, data: PreparedData, ver
     vocab: t.vocabSize,
     buckets,
     tokenizer: JSON.stringify(t.toJSON()),
-    head: await model.head.readF32(),
+    head: await model.servingHead(),
     populationLogProbs: DensePrior.fromCounts(t.tokenCounts, TOKEN_SPECIALS.length).logProbs,
   };
 }

@@ -31,6 +31,14 @@ export const ModelSchema = z
         positiveFields: z.number().int().min(1).default(2).describe('users whose first N profile fields all match are positives'),
       })
       .prefault({}),
+    head: z
+      .strictObject({
+        loss: z.enum(['full', 'in-batch']).default('full')
+          .describe("next-token softmax over the whole vocabulary (the paper), or over the distinct targets of the batch (in-batch negatives, the authors' released training; under data parallelism each worker's shard); evaluation always ranks the whole vocabulary"),
+        cosine: z.boolean().default(false).describe('logits are cosine similarities of the L2-normalized state and token vectors over the temperature'),
+        temperature: z.number().positive().default(0.05).describe('of a cosine head'),
+      })
+      .prefault({}),
     dropout: z.number().min(0).max(0.9).default(0.1).describe('dropout on embeddings and block outputs while training'),
     seed: z.number().int().default(1),
   })

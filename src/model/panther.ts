@@ -4,17 +4,19 @@ import { Linear } from '../nn/linear.js';
 import { ParameterStore } from '../nn/module.js';
 import { Rng } from '../nn/random.js';
 import { attention } from '../tensor/ops/attention.js';
-import { infoNCELoss } from '../tensor/ops/contrastive.js';
+import { infoNCELoss, l2Normalize } from '../tensor/ops/contrastive.js';
 import { dilatedConv } from '../tensor/ops/conv.js';
 import { dropout } from '../tensor/ops/dropout.js';
-import { add, axpby, mul, reshape } from '../tensor/ops/elementwise.js';
+import { add, axpby, mul, reshape, scale } from '../tensor/ops/elementwise.js';
 import { embedding } from '../tensor/ops/embedding.js';
 import { gelu } from '../tensor/ops/gelu.js';
 import { layerNorm } from '../tensor/ops/layernorm.js';
+import { transpose } from '../tensor/ops/matmul.js';
 import { prototypeMatch } from '../tensor/ops/prototype.js';
-import { tensorFrom, type Tensor } from '../tensor/tensor.js';
+import { noGrad } from '../tensor/tape.js';
+import { tensorFrom, tidy, type Tensor } from '../tensor/tensor.js';
 import type { ModelConfig, ModelShape } from './config.js';
-import { lmHeadLoss, lmHeadScores } from './lm-head.js';
+import { IGNORE_TARGET, lmHeadLoss, lmHeadScores } from './lm-head.js';
 
 /**
  * One batch as the model reads it: B rows of L positions, right-aligned (padding first).
@@ -265,7 +267,7 @@ export class PantherModel {
   }
 
   lossOf(batch: ModelBatch, f: ForwardResult): LossParts {
-    const next = lmHeadLoss(f.hidden, this.head, batch.targets, { normalizer: batch.globalTargetCount });
+    const next = this.nextTokenLoss(f.hidden, batch.targets, batch.globalTargetCount);
     if (!this.profileEnabled || !f.profile || this.config.profile.contrastiveWeight === 0) {
       return { total: next, next, contrastive: null };
     }
@@ -289,12 +291,66 @@ export class PantherModel {
   /** Scores over the whole vocabulary for the last position of every row, [B, V]. */
   lastPositionScores(f: ForwardResult, batch: ModelBatch): Tensor {
     const last = Int32Array.from({ length: batch.rows }, (_, r) => r * batch.length + batch.length - 1);
-    return lmHeadScores(embedding(f.hidden, last, [batch.rows]), this.head);
+    return this.scores(embedding(f.hidden, last, [batch.rows]));
+  }
+
+  /** What multiplies the head, [N, d]: the hidden states, or for a cosine head their unit vectors over the temperature. */
+  headInput(h: Tensor): Tensor {
+    const c = this.config.head;
+    return c.cosine ? scale(l2Normalize(h), 1 / c.temperature) : h;
+  }
+
+  /** The head as scored, [d, V] (only the columns of `tokens`, [d, C], when given): unit columns for a cosine head. */
+  headWeights(tokens?: Int32Array): Tensor {
+    if (!this.config.head.cosine && !tokens) return this.head;
+    let rows = transpose(this.head);
+    if (tokens) rows = embedding(rows, tokens, [tokens.length]);
+    if (this.config.head.cosine) rows = l2Normalize(rows);
+    return transpose(rows);
+  }
+
+  /**
+   * Mean next-token cross-entropy of hidden states [N, d] over the positions with a target
+   * (sum / normalizer when given): against the whole vocabulary, or against the distinct
+   * targets of these rows (in-batch negatives).
+   */
+  nextTokenLoss(hidden: Tensor, targets: Int32Array, normalizer?: number): Tensor {
+    const x = this.headInput(hidden);
+    if (this.config.head.loss === 'full') return lmHeadLoss(x, this.headWeights(), targets, { normalizer });
+    const c = inBatchCandidates(targets);
+    return lmHeadLoss(x, this.headWeights(c.tokens), c.targets, { normalizer });
+  }
+
+  /** Scores over the whole vocabulary of hidden states h [B, d], [B, V] (no tape): log-probabilities up to each row's constant. */
+  scores(h: Tensor): Tensor {
+    return noGrad(this.gpu, () => lmHeadScores(this.headInput(h), this.headWeights()));
+  }
+
+  /** The head as scored, [d, V] row-major on the host (what `scores` multiplies `headInput` with). */
+  async servingHead(): Promise<Float32Array> {
+    const w = noGrad(this.gpu, () => tidy(this.gpu, () => this.headWeights().keep()));
+    try {
+      return await w.readF32();
+    } finally {
+      if (w !== this.head) w.dispose();
+    }
   }
 
   dispose(): void {
     this.store.dispose();
   }
+}
+
+/**
+ * In-batch negatives: the distinct targets of a batch, ascending after <pad> (which stays
+ * column 0, so padding is still ignored), and each position's target as a column index.
+ */
+export function inBatchCandidates(targets: Int32Array): { tokens: Int32Array; targets: Int32Array } {
+  const distinct = [...new Set(targets)].filter((t) => t !== IGNORE_TARGET).sort((a, b) => a - b);
+  const tokens = Int32Array.from([IGNORE_TARGET, ...distinct]);
+  const column = new Map<number, number>();
+  tokens.forEach((t, i) => column.set(t, i));
+  return { tokens, targets: Int32Array.from(targets, (t) => column.get(t)!) };
 }
 
 /** A distinct 32-bit seed per (model seed, step, site). */

@@ -18,7 +18,7 @@ export interface UserEntry {
   lastTime: number;
   /** The user-profile embedding, or the last hidden state when the profile is off. */
   embedding: Float32Array;
-  /** Last-position hidden state: the head's input, for exact log-probabilities. */
+  /** The head's input at the last position (the hidden state; its unit vector over the temperature for a cosine head), for exact log-probabilities. */
   state: Float32Array;
   prior: PriorSummary;
   /** The strongest behaviour prototype at the last event (last block), when SPRM is on. */

@@ -199,3 +199,12 @@ export function matmul(a: Tensor, b: Tensor, opts: MatmulOptions = {}): Tensor {
   });
   return out;
 }
+
+/** xᵀ for a 2-D x [R, C]: [C, R], on the tape (its gradient is gᵀ). */
+export function transpose(x: Tensor): Tensor {
+  if (x.shape.length !== 2) throw new PantherError('E_SHAPE', `transpose needs a 2-D tensor, has shape [${x.shape}]`, 'transpose');
+  const [R, C] = x.shape;
+  const out = transposeRaw(x, 1, R, C).view([C, R]);
+  record('transpose', [x], [out], ([g]) => [transpose(g!)]);
+  return out;
+}
