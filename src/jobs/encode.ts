@@ -60,9 +60,9 @@ export async function encodeUsers(
     const out = noGrad(gpu, () => tidy(gpu, () => {
       const f = model.forward(batch);
       const h = embedding(f.hidden, last, [B]);
-      const scores = model.scores(h);
       // What the serving head multiplies (the state itself unless the head is cosine).
       const input = model.headInput(h);
+      const scores = model.scoresOfInput(input);
       const emb = model.profileEnabled ? model.userEmbedding(f, batch) : null;
       const weights = f.prototypeWeights.at(-1);
       const proto = weights ? embedding(weights, last, [B]) : null;

@@ -323,7 +323,12 @@ export class PantherModel {
 
   /** Scores over the whole vocabulary of hidden states h [B, d], [B, V] (no tape): log-probabilities up to each row's constant. */
   scores(h: Tensor): Tensor {
-    return noGrad(this.gpu, () => lmHeadScores(this.headInput(h), this.headWeights()));
+    return this.scoresOfInput(noGrad(this.gpu, () => this.headInput(h)));
+  }
+
+  /** `scores` from an already computed `headInput` (a caller that needs both computes it once). */
+  scoresOfInput(input: Tensor): Tensor {
+    return noGrad(this.gpu, () => lmHeadScores(input, this.headWeights()));
   }
 
   /** The head as scored, [d, V] row-major on the host (what `scores` multiplies `headInput` with). */
