@@ -1,12 +1,14 @@
 // Prototype matching (the SPRM's prototype step). Rows x_n [N, D], prototypes p_k [K, D]:
 //   c_nk = x_n . p_k / (max(|x_n|, EPS) max(|p_k|, EPS)),  w_n = softmax_k(c_nk / temperature),
 //   out_n = sum_k w_nk p_k.
+// With cosine = 0 the scores are plain dot products, c_nk = x_n . p_k (the released code's
+// scaled dot product over layer-normed prototypes; the caller passes 1 / sqrt(D) as invTemp).
 // prototype_inv_norms computes 1 / max(|p_k|, EPS) once; prototype_match then runs one
 // invocation per TR rows. Prototype values are uniform loads, each serving TR rows and TB
 // prototypes (or TB output columns) held in registers. A row's K scores live in its row of
 // `weights`: no private array sized by K, which on CPU adapters spills to slow scratch.
 
-struct Params { N: u32, D: u32, K: u32, invTemp: f32 }
+struct Params { N: u32, D: u32, K: u32, invTemp: f32, cosine: u32 }
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> protos: array<f32>;
 
@@ -34,7 +36,7 @@ fn prototype_inv_norms(@builtin(global_invocation_id) gid: vec3u, @builtin(num_w
     let v = protos[k * p.D + d];
     ss = fma(v, v, ss);
   }
-  pInvOut[k] = 1.0 / max(sqrt(ss), EPS);
+  pInvOut[k] = select(1.0, 1.0 / max(sqrt(ss), EPS), p.cosine != 0u);
 }
 
 @group(0) @binding(2) var<storage, read> x: array<f32>;
@@ -59,12 +61,15 @@ fn prototype_match(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) n
     live[r] = n < p.N;
     xBase[r] = select(first, n, live[r]) * p.D;
     wBase[r] = select(first, n, live[r]) * p.K;
-    var ss = 0.0;
-    for (var d = 0u; d < p.D; d++) {
-      let xv = x[xBase[r] + d];
-      ss = fma(xv, xv, ss);
+    scale[r] = p.invTemp;
+    if (p.cosine != 0u) {
+      var ss = 0.0;
+      for (var d = 0u; d < p.D; d++) {
+        let xv = x[xBase[r] + d];
+        ss = fma(xv, xv, ss);
+      }
+      scale[r] /= max(sqrt(ss), EPS);
     }
-    scale[r] = p.invTemp / max(sqrt(ss), EPS);
   }
   // Scores s_k = c_k / temperature into the rows of `weights`, TB prototypes at a time
   // (indices past K repeat K-1 and are not stored), with the softmax's running max m and

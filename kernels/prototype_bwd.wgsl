@@ -4,12 +4,13 @@
 //   dx_n = ix (sum_k dc_k ip_k p_k) - [|x_n| > EPS] ix^2 (sum_k dc_k c_k) x_n
 //   dp_k = sum_n w_nk gOut_n + ip_k sum_n dc_nk ix_n x_n - [|p_k| > EPS] ip_k^2 (sum_n dc_nk c_nk) p_k
 // with ix = 1 / max(|x_n|, EPS), ip_k = 1 / max(|p_k|, EPS) (a clamped norm passes no gradient).
+// With cosine = 0 (dot-product scores) ix = ip_k = 1 and the norm terms vanish (pInv holds ones).
 //
 // prototype_bwd_rows: one invocation per TR rows; writes dx and three [N, K] planes of
 // scratch (w, dc ix, dc c). prototype_bwd_protos: dP in two fixed-order stages, partial sums
 // over chunks of rowsPerChunk rows, then a sum of the chunks (sum_rows in elementwise.wgsl).
 
-struct Params { N: u32, D: u32, K: u32, invTemp: f32, hasGOut: u32, hasGW: u32, rowsPerChunk: u32 }
+struct Params { N: u32, D: u32, K: u32, invTemp: f32, hasGOut: u32, hasGW: u32, rowsPerChunk: u32, cosine: u32 }
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> x: array<f32>;
 @group(0) @binding(2) var<storage, read> protos: array<f32>;
@@ -53,14 +54,18 @@ fn prototype_bwd_rows(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups
     live[r] = n < p.N;
     xBase[r] = select(first, n, live[r]) * p.D;
     wBase[r] = select(first, n, live[r]) * p.K;
-    var ss = 0.0;
-    for (var d = 0u; d < p.D; d++) {
-      let xv = x[xBase[r] + d];
-      ss = fma(xv, xv, ss);
+    ix[r] = 1.0;
+    xGuarded[r] = true;
+    if (p.cosine != 0u) {
+      var ss = 0.0;
+      for (var d = 0u; d < p.D; d++) {
+        let xv = x[xBase[r] + d];
+        ss = fma(xv, xv, ss);
+      }
+      let norm = sqrt(ss);
+      ix[r] = 1.0 / max(norm, EPS);
+      xGuarded[r] = norm <= EPS;
     }
-    let norm = sqrt(ss);
-    ix[r] = 1.0 / max(norm, EPS);
-    xGuarded[r] = norm <= EPS;
   }
   // Cosines into plane 2 and gOut . p_k into plane 1, TB prototypes at a time.
   for (var k0 = 0u; k0 < p.K; k0 += TB) {
@@ -191,8 +196,8 @@ fn prototype_bwd_protos(@builtin(workgroup_id) wid: vec3u, @builtin(local_invoca
     let k = k0 + j;
     if (k >= p.K) { break; }
     let ip = pInv[k];
-    // A clamped norm (ip = 1 / EPS) is a constant and passes no gradient.
-    let pCoef = select(0.0, ip * ip * e[j], ip < 1.0 / EPS);
+    // A clamped norm (ip = 1 / EPS) is a constant and passes no gradient; dot scores have no norm.
+    let pCoef = select(0.0, ip * ip * e[j], p.cosine != 0u && ip < 1.0 / EPS);
     let at = (wid.z * p.K + k) * p.D;
     for (var i = 0u; i < TD; i++) {
       let d = d0 + i * WG;

@@ -15,7 +15,9 @@ export const ModelSchema = z
           .describe('one causal convolution per dilation, summed; [] = no convolutions (the prototypes match the block input)'),
         depthwise: z.boolean().default(true).describe('per-channel convolutions (paper) or full ones'),
         prototypes: z.number().int().min(0).max(1024).default(32).describe('0 = no prototype matching (the convolutions alone)'),
-        temperature: z.number().positive().default(0.1),
+        matching: z.enum(['cosine', 'scaled-dot']).default('cosine')
+          .describe("prototype matching: cosine similarity over the temperature (the paper), or a dot product over sqrt(dModel) with layer-normed prototypes (the authors' released code)"),
+        temperature: z.number().positive().default(0.1).describe('of cosine matching'),
       })
       .refine((s) => !s.enabled || s.dilations.length > 0 || s.prototypes > 0, {
         message: 'an enabled SPRM needs convolutions (dilations) or prototypes; to turn it off, set enabled: false',

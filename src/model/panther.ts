@@ -73,6 +73,8 @@ class Block {
   readonly convW: Tensor[] = [];
   readonly convB: Tensor[] = [];
   readonly prototypes: Tensor | null = null;
+  /** LayerNorm of the prototypes under scaled-dot matching. */
+  readonly protoNorm: { g: Tensor; b: Tensor } | null = null;
   readonly sprmOut: Linear | null = null;
   readonly ln2g: Tensor | null = null;
   readonly ln2b: Tensor | null = null;
@@ -98,7 +100,15 @@ class Block {
         this.convB.push(store.create(`${name}.sprm.conv${i}.bias`, [d], { kind: 'constant', value: 0 }));
         void dil;
       });
-      if (c.sprm.prototypes > 0) this.prototypes = store.create(`${name}.sprm.prototypes`, [c.sprm.prototypes, d], { kind: 'normal', std: 0.5 });
+      if (c.sprm.prototypes > 0) {
+        this.prototypes = store.create(`${name}.sprm.prototypes`, [c.sprm.prototypes, d], { kind: 'normal', std: 0.5 });
+        if (c.sprm.matching === 'scaled-dot') {
+          this.protoNorm = {
+            g: store.create(`${name}.sprm.prototypes_norm.weight`, [d], { kind: 'constant', value: 1 }),
+            b: store.create(`${name}.sprm.prototypes_norm.bias`, [d], { kind: 'constant', value: 0 }),
+          };
+        }
+      }
       this.sprmOut = new Linear(store, `${name}.sprm.out`, d, d, { std: 0.02 / Math.sqrt(2 * c.layers) });
     }
     if (c.ffnMult > 0) {
@@ -131,7 +141,9 @@ class Block {
       }
       let fused = l;
       if (this.prototypes) {
-        const { out, weights: w } = prototypeMatch(l, this.prototypes, { temperature: c.sprm.temperature });
+        const { out, weights: w } = this.protoNorm
+          ? prototypeMatch(l, layerNorm(this.prototypes, this.protoNorm.g, this.protoNorm.b), { temperature: Math.sqrt(c.dModel), similarity: 'dot' })
+          : prototypeMatch(l, this.prototypes, { temperature: c.sprm.temperature });
         weights.push(w);
         fused = add(l, out);
       }

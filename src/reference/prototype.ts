@@ -3,6 +3,7 @@
  * kernels/prototype_bwd.wgsl). Rows x_n [N, D], prototypes p_k [K, D]:
  *   c_nk = x_n . p_k / (max(|x_n|, eps) max(|p_k|, eps)),  w_n = softmax_k(c_nk / temperature),
  *   out_n = sum_k w_nk p_k.
+ * With similarity 'dot' the scores are plain dot products, c_nk = x_n . p_k.
  */
 export const PROTOTYPE_NORM_EPS_REF = 1e-6;
 
@@ -11,6 +12,8 @@ export interface PrototypeRefDims {
   D: number;
   K: number;
   temperature: number;
+  /** 'cosine' when absent. */
+  similarity?: 'cosine' | 'dot';
 }
 
 export interface PrototypeRefOutputs {
@@ -23,7 +26,9 @@ export interface PrototypeRefGrads {
   dP: Float64Array;
 }
 
-function invNorm(v: ArrayLike<number>, at: number, D: number): { inv: number; guarded: boolean } {
+function invNorm(v: ArrayLike<number>, at: number, D: number, cosine: boolean): { inv: number; guarded: boolean } {
+  // Dot products: a unit scale that passes no gradient.
+  if (!cosine) return { inv: 1, guarded: true };
   let ss = 0;
   for (let d = 0; d < D; d++) ss += v[at + d] * v[at + d];
   const norm = Math.sqrt(ss);
@@ -34,7 +39,7 @@ function invNorm(v: ArrayLike<number>, at: number, D: number): { inv: number; gu
 /** Cosines c[n*K + k] and softmax weights of one row. */
 function rowScores(x: ArrayLike<number>, P: ArrayLike<number>, n: number, dims: PrototypeRefDims, pInv: number[]) {
   const { D, K, temperature } = dims;
-  const xn = invNorm(x, n * D, D);
+  const xn = invNorm(x, n * D, D, dims.similarity !== 'dot');
   const c = new Float64Array(K);
   let max = -Infinity;
   for (let k = 0; k < K; k++) {
@@ -54,7 +59,7 @@ function prototypeNorms(P: ArrayLike<number>, dims: PrototypeRefDims) {
   const inv: number[] = [];
   const guarded: boolean[] = [];
   for (let k = 0; k < dims.K; k++) {
-    const r = invNorm(P, k * dims.D, dims.D);
+    const r = invNorm(P, k * dims.D, dims.D, dims.similarity !== 'dot');
     inv.push(r.inv);
     guarded.push(r.guarded);
   }

@@ -44,6 +44,7 @@ describe('model outputs do not depend on padding', () => {
     panther: { dilations: [1, 2, 4], prototypes: 4 },
     'panther, convolutions only': { dilations: [1, 2, 4], prototypes: 0 },
     'panther, prototypes only': { dilations: [], prototypes: 4 },
+    "panther, the authors' released SPRM (one full convolution, scaled-dot matching)": { dilations: [1], depthwise: false, prototypes: 4, matching: 'scaled-dot' },
     transformer: null,
   };
   for (const [variant, sprm] of Object.entries(variants)) {
@@ -57,6 +58,7 @@ describe('model outputs do not depend on padding', () => {
       const names = model.parameters().map((p) => p.name ?? '');
       expect(names.some((n) => n.includes('.sprm.conv'))).toBe((sprm?.dilations.length ?? 0) > 0);
       expect(names.some((n) => n.endsWith('.sprm.prototypes'))).toBe((sprm?.prototypes ?? 0) > 0);
+      expect(names.some((n) => n.includes('.sprm.prototypes_norm'))).toBe(sprm !== null && 'matching' in sprm);
       // Short windows (3..11 events) of different users, so the cut batch is 16 wide.
       const windows = trainingWindows(data, L).slice(0, 12).map((w, i) => ({ ...w, start: Math.max(w.start, w.end - 3 - (i % 9)) }));
       const cut = batchLength(windows, L);
@@ -73,6 +75,10 @@ describe('model outputs do not depend on padding', () => {
         compared++;
       });
       expect(compared).toBeGreaterThan(10);
+      // Every SPRM parameter learns (the prototypes' layer norm included).
+      model.parameters().forEach((p, i) => {
+        if (p.name?.includes('.sprm.')) expect(full.grads[i].some((v) => v !== 0), p.name).toBe(true);
+      });
       model.dispose();
     });
   }

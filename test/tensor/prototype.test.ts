@@ -12,6 +12,7 @@ interface ProtoCase {
   xShape: number[];
   K: number;
   temperature: number;
+  similarity?: 'cosine' | 'dot';
 }
 
 const cases: ProtoCase[] = [
@@ -22,13 +23,16 @@ const cases: ProtoCase[] = [
   { xShape: [300, 16], K: 2, temperature: 0.1 },
   { xShape: [1, 50], K: 7, temperature: 0.1 },
   { xShape: [37, 16], K: 64, temperature: 1 },
+  { xShape: [37, 25], K: 7, temperature: 5, similarity: 'dot' },
+  { xShape: [3, 100, 50], K: 64, temperature: Math.sqrt(50), similarity: 'dot' },
+  { xShape: [37, 1], K: 2, temperature: 1, similarity: 'dot' },
 ];
 
 type Cotangent = 'out' | 'weights' | 'both';
 
 function dimsOf(c: ProtoCase): PrototypeRefDims {
   const D = c.xShape[c.xShape.length - 1];
-  return { N: c.xShape.reduce((a, b) => a * b, 1) / D, D, K: c.K, temperature: c.temperature };
+  return { N: c.xShape.reduce((a, b) => a * b, 1) / D, D, K: c.K, temperature: c.temperature, similarity: c.similarity };
 }
 
 /** Random rows (of five different norms) and prototypes. */
@@ -58,14 +62,14 @@ const gpu = useGpu();
 describe('prototypeMatch', () => {
   for (const c of cases) {
     const d = dimsOf(c);
-    const label = `x [${c.xShape}] K${c.K} T${c.temperature}`;
+    const label = `x [${c.xShape}] K${c.K} T${c.temperature.toPrecision(3)} ${c.similarity ?? 'cosine'}`;
 
     it(`forward matches the reference: ${label}`, async () => {
       const g = gpu();
       const { x, P } = inputs(d, d.N + d.K);
       const X = tensorFrom(g, x, c.xShape);
       const Pt = tensorFrom(g, P, [d.K, d.D]);
-      const { out, weights } = prototypeMatch(X, Pt, { temperature: c.temperature });
+      const { out, weights } = prototypeMatch(X, Pt, { temperature: c.temperature, similarity: c.similarity });
       expect(out.shape).toEqual(c.xShape);
       expect(weights.shape).toEqual([d.N, d.K]);
       const ref = prototypeMatchRef(x, P, d);
@@ -84,7 +88,7 @@ describe('prototypeMatch', () => {
         const gW = cot === 'out' ? null : randn(d.N * d.K, 8);
         const X = tensorFrom(g, x, c.xShape).requireGrad();
         const Pt = tensorFrom(g, P, [d.K, d.D]).requireGrad();
-        const { out, weights } = prototypeMatch(X, Pt, { temperature: c.temperature });
+        const { out, weights } = prototypeMatch(X, Pt, { temperature: c.temperature, similarity: c.similarity });
         // The tape walks back from one tensor; seed the other output's gradient directly.
         const owned: Tensor[] = [X, Pt, out, weights];
         if (gOut && gW) {
@@ -106,7 +110,7 @@ describe('prototypeMatch', () => {
   }
 
   it('reference backward matches finite differences of the reference forward', () => {
-    for (const c of [cases[1], cases[3], cases[5], { xShape: [5, 4], K: 3, temperature: 0.1 }]) {
+    for (const c of [cases[1], cases[3], cases[5], { xShape: [5, 4], K: 3, temperature: 0.1 }, cases[7], { xShape: [5, 4], K: 3, temperature: 2, similarity: 'dot' } as ProtoCase]) {
       const d = dimsOf(c);
       const { x, P } = inputs(d, 31 + d.K);
       const gOut = randn(d.N * d.D, 32);
@@ -124,6 +128,28 @@ describe('prototypeMatch', () => {
       expect(gradError(ix.map((i) => ref.dx[i]), ix.map((i) => fdx[i]))).toBeLessThan(1e-6);
       expect(gradError(ip.map((i) => ref.dP[i]), ip.map((i) => fdp[i]))).toBeLessThan(1e-6);
     }
+  });
+
+  it('dot-product scores ignore the norms: scaling a row sharpens its weights, unlike cosines', async () => {
+    const g = gpu();
+    const d: PrototypeRefDims = { N: 2, D: 8, K: 5, temperature: 1, similarity: 'dot' };
+    const row = randn(d.D, 71);
+    const x = new Float32Array(2 * d.D);
+    for (let i = 0; i < d.D; i++) [x[i], x[d.D + i]] = [row[i], 3 * row[i]];
+    const P = randn(d.K * d.D, 72);
+    const weightsOf = async (similarity: 'cosine' | 'dot') => {
+      const X = tensorFrom(g, x, [2, d.D]);
+      const Pt = tensorFrom(g, P, [d.K, d.D]);
+      const { out, weights } = prototypeMatch(X, Pt, { temperature: 1, similarity });
+      const w = await weights.readF32();
+      for (const t of [X, Pt, out, weights]) t.dispose();
+      return [Array.from(w.slice(0, d.K)), Array.from(w.slice(d.K))];
+    };
+    const [cos1, cos3] = await weightsOf('cosine');
+    expect(maxRelError(cos3, cos1)).toBeLessThan(1e-5);
+    const [dot1, dot3] = await weightsOf('dot');
+    expect(Math.max(...dot3)).toBeGreaterThan(Math.max(...dot1) + 0.01);
+    expect(maxRelError([...dot1, ...dot3], prototypeMatchRef(x, P, d).weights)).toBeLessThan(1e-4);
   });
 
   it('repeats forward and backward bit for bit (multi-chunk dP)', async () => {
@@ -232,6 +258,7 @@ describe('prototypeMatch', () => {
     expect(codeOf(() => prototypeMatch(X, P, { temperature: -1 }))).toBe('E_ARGUMENT');
     expect(codeOf(() => prototypeMatch(X, P, { temperature: Number.NaN }))).toBe('E_ARGUMENT');
     expect(codeOf(() => prototypeMatch(X, P, { temperature: 1e-40 }))).toBe('E_ARGUMENT');
+    expect(codeOf(() => prototypeMatch(X, P, { temperature: 1, similarity: 'l2' as 'dot' }))).toBe('E_ARGUMENT');
     expect(codeOf(() => prototypeMatch(X, P6, { temperature: 1 }))).toBe('E_SHAPE');
     expect(codeOf(() => prototypeMatch(X, P3d, { temperature: 1 }))).toBe('E_SHAPE');
     expect(codeOf(() => prototypeMatch(X, P0, { temperature: 1 }))).toBe('E_SHAPE');

@@ -5,8 +5,8 @@ import { isRecording, record } from '../tape.js';
 import { empty, type Tensor } from '../tensor.js';
 import { chunkRowsFor, sumChunksInto } from './conv.js';
 
-const FWD_PARAMS = { N: 'u32', D: 'u32', K: 'u32', invTemp: 'f32' } as const;
-const BWD_PARAMS = { N: 'u32', D: 'u32', K: 'u32', invTemp: 'f32', hasGOut: 'u32', hasGW: 'u32', rowsPerChunk: 'u32' } as const;
+const FWD_PARAMS = { N: 'u32', D: 'u32', K: 'u32', invTemp: 'f32', cosine: 'u32' } as const;
+const BWD_PARAMS = { N: 'u32', D: 'u32', K: 'u32', invTemp: 'f32', hasGOut: 'u32', hasGW: 'u32', rowsPerChunk: 'u32', cosine: 'u32' } as const;
 
 export const PROTOTYPE_INV_NORMS: KernelSpec = { file: 'prototype', entry: 'prototype_inv_norms', params: FWD_PARAMS, storage: ['read', 'rw'] };
 export const PROTOTYPE_MATCH: KernelSpec = {
@@ -30,8 +30,13 @@ const FWD_TILES = { TR, TB: 8 };
 const BWD_TILES = { TR, TB: 8, TK: 4, TD: 4 };
 
 export interface PrototypeMatchOptions {
-  /** Softmax temperature over the cosine similarities; > 0. */
+  /** Softmax temperature over the similarities; > 0. */
   temperature: number;
+  /**
+   * 'cosine' (default): cosine similarities of rows and prototypes; 'dot': plain dot products
+   * (a scaled dot product when the temperature is sqrt(D)).
+   */
+  similarity?: 'cosine' | 'dot';
 }
 
 export interface PrototypeMatchResult {
@@ -45,6 +50,8 @@ interface PrototypeShape {
   N: number;
   D: number;
   K: number;
+  /** 1 for cosine similarities, 0 for dot products (the kernels' `cosine` flag). */
+  cosine: number;
 }
 
 function lanesFor(n: number): number {
@@ -57,6 +64,10 @@ export function prototypeMatchShape(x: Tensor, prototypes: Tensor, opts: Prototy
   // The kernels scale by 1 / temperature in f32: it must stay finite there.
   if (!(typeof t === 'number' && Number.isFinite(t) && t > 0 && Number.isFinite(Math.fround(1 / t)))) {
     throw new PantherError('E_ARGUMENT', `temperature must be a finite number > 0 (and 1 / temperature finite in f32), got ${t}`, op);
+  }
+  const similarity = opts.similarity ?? 'cosine';
+  if (similarity !== 'cosine' && similarity !== 'dot') {
+    throw new PantherError('E_ARGUMENT', `similarity must be 'cosine' or 'dot', got ${String(similarity)}`, op);
   }
   if (prototypes.shape.length !== 2) {
     throw new PantherError('E_SHAPE', `prototypes must be [K, D], has shape [${prototypes.shape.join(', ')}]`, op);
@@ -78,23 +89,23 @@ export function prototypeMatchShape(x: Tensor, prototypes: Tensor, opts: Prototy
       op,
     );
   }
-  return { N, D, K };
+  return { N, D, K, cosine: similarity === 'cosine' ? 1 : 0 };
 }
 
-/** 1 / max(|p_k|, eps) for every prototype (scratch, no tape). */
+/** 1 / max(|p_k|, eps) for every prototype, ones for dot products (scratch, no tape). */
 function prototypeInvNorms(prototypes: Tensor, s: PrototypeShape): Tensor {
   const pInv = empty(prototypes.gpu, [s.K]);
   prototypes.gpu.dispatch(PROTOTYPE_INV_NORMS, {
     buffers: [prototypes.buffer, pInv.buffer],
-    params: { N: s.N, D: s.D, K: s.K, invTemp: 0 },
+    params: { N: s.N, D: s.D, K: s.K, invTemp: 0, cosine: s.cosine },
     workgroups: grid1d(s.K, 64),
   });
   return pInv;
 }
 
 /**
- * Soft assignment of each row of x [.., D] to K prototypes [K, D]: cosine similarity over
- * a temperature, softmax over k, and the weighted mixture of the raw prototypes.
+ * Soft assignment of each row of x [.., D] to K prototypes [K, D]: cosine similarity (or dot
+ * product) over a temperature, softmax over k, and the weighted mixture of the raw prototypes.
  * Gradients flow to x and the prototypes from both outputs.
  */
 export function prototypeMatch(x: Tensor, prototypes: Tensor, opts: PrototypeMatchOptions): PrototypeMatchResult {
@@ -103,7 +114,7 @@ export function prototypeMatch(x: Tensor, prototypes: Tensor, opts: PrototypeMat
   const invTemp = 1 / opts.temperature;
   const out = empty(gpu, x.shape);
   const weights = empty(gpu, [s.N, s.K]);
-  const params = { N: s.N, D: s.D, K: s.K, invTemp };
+  const params = { N: s.N, D: s.D, K: s.K, invTemp, cosine: s.cosine };
   const pInv = prototypeInvNorms(prototypes, s);
   gpu.dispatch(PROTOTYPE_MATCH, {
     buffers: [prototypes.buffer, x.buffer, pInv.buffer, out.buffer, weights.buffer],
@@ -125,7 +136,7 @@ function prototypeMatchBackward(
   const gpu = x.gpu;
   const chunkRows = chunkRowsFor(s.N, s.K * s.D, gpu.maxStorageBinding);
   const chunks = Math.max(1, Math.ceil(s.N / chunkRows));
-  const params = { N: s.N, D: s.D, K: s.K, invTemp, hasGOut: gOut ? 1 : 0, hasGW: gWeights ? 1 : 0, rowsPerChunk: chunkRows };
+  const params = { N: s.N, D: s.D, K: s.K, invTemp, hasGOut: gOut ? 1 : 0, hasGW: gWeights ? 1 : 0, rowsPerChunk: chunkRows, cosine: s.cosine };
   const pInv = prototypeInvNorms(prototypes, s);
   const dx = empty(gpu, x.shape);
   const dP = empty(gpu, prototypes.shape);
