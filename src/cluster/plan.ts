@@ -1,5 +1,5 @@
 import { PantherError } from '../errors.js';
-import { batchLength, makeBatch, shardBatch, type Batch, type Window } from '../data/batching.js';
+import { batchLength, distinctTargets, makeBatch, shardBatch, type Batch, type Window } from '../data/batching.js';
 import type { PreparedData } from '../data/prepare.js';
 
 /**
@@ -39,6 +39,8 @@ export interface Shard {
   globalProfile: Int32Array;
   globalRows: number;
   globalTargetCount: number;
+  /** The global batch's distinct targets (the in-batch negatives of every shard). */
+  globalCandidates: Int32Array;
 }
 
 /** This rank's part of the global batch, as the worker builds it from the indices. */
@@ -55,10 +57,15 @@ export function shardOf(data: PreparedData, windows: readonly Window[], indices:
   const fields = data.profile.fields.length;
   const globalProfile = new Int32Array(global.length * fields);
   let globalTargetCount = 0;
+  const targets: number[] = [];
   global.forEach((w, g) => {
     globalProfile.set(data.profile.ids.subarray(w.user * fields, (w.user + 1) * fields), g * fields);
     globalTargetCount += w.target < 0 ? w.end - w.start : 1;
+    // As makeBatch: the events after the window's prefix, or its one target.
+    if (w.target < 0) targets.push(...data.tokens.subarray(w.start + 1, w.end + 1));
+    else targets.push(data.tokens[w.target]);
   });
+  const globalCandidates = distinctTargets(targets);
   let batch: Batch | null = null;
   if (rows.length) {
     const mine = rows.map((g) => global[g]);
@@ -66,5 +73,5 @@ export function shardOf(data: PreparedData, windows: readonly Window[], indices:
     batch.rowIndex = Int32Array.from(rows);
     batch.globalTargetCount = globalTargetCount;
   }
-  return { rows: Int32Array.from(rows), counts, assignment, batch, globalProfile, globalRows: global.length, globalTargetCount };
+  return { rows: Int32Array.from(rows), counts, assignment, batch, globalProfile, globalRows: global.length, globalTargetCount, globalCandidates };
 }

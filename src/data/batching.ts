@@ -153,6 +153,11 @@ export interface Batch {
   globalTargetCount: number;
 }
 
+/** The distinct targets among `targets`, ascending, without 0 (<pad>, no target): the in-batch negatives. */
+export function distinctTargets(targets: Iterable<number>): Int32Array {
+  return Int32Array.from(new Set(targets)).filter((t) => t !== 0).sort();
+}
+
 export function makeBatch(data: PreparedData, windows: readonly Window[], length: number, align: Align = 'right'): Batch {
   checkLength(length);
   const rows = windows.length;

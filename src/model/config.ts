@@ -36,7 +36,7 @@ export const ModelSchema = z
     head: z
       .strictObject({
         loss: z.enum(['full', 'in-batch']).default('full')
-          .describe("next-token softmax over the whole vocabulary (the paper), or over the distinct targets of the batch (in-batch negatives, the authors' released training; under data parallelism each worker's shard); evaluation always ranks the whole vocabulary"),
+          .describe("next-token softmax over the whole vocabulary (the paper), or over the distinct targets of the batch (in-batch negatives, the authors' released training; under data parallelism the global batch's, so any worker count takes the same step); evaluation always ranks the whole vocabulary"),
         cosine: z.boolean().default(false).describe('logits are cosine similarities of the L2-normalized state and token vectors over the temperature'),
         temperature: z.number().positive().default(0.05).describe('of a cosine head'),
       })

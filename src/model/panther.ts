@@ -1,3 +1,4 @@
+import { distinctTargets } from '../data/batching.js';
 import { PantherError } from '../errors.js';
 import type { Gpu } from '../gpu/runtime.js';
 import { Linear } from '../nn/linear.js';
@@ -37,6 +38,8 @@ export interface ModelBatch {
   globalTargetCount?: number;
   /** Each row's index in the global batch (dropout masks follow it); identity by default. */
   rowIndex?: Int32Array;
+  /** The global batch's distinct targets (in-batch negatives under data parallelism); these rows' own by default. */
+  globalCandidates?: Int32Array;
 }
 
 /** Training mode turns dropout on; its masks are a function of (seed, step, site, global row). */
@@ -279,7 +282,7 @@ export class PantherModel {
   }
 
   lossOf(batch: ModelBatch, f: ForwardResult): LossParts {
-    const next = this.nextTokenLoss(f.hidden, batch.targets, batch.globalTargetCount);
+    const next = this.nextTokenLoss(f.hidden, batch.targets, batch.globalTargetCount, batch.globalCandidates);
     if (!this.profileEnabled || !f.profile || this.config.profile.contrastiveWeight === 0) {
       return { total: next, next, contrastive: null };
     }
@@ -323,13 +326,14 @@ export class PantherModel {
 
   /**
    * Mean next-token cross-entropy of hidden states [N, d] over the positions with a target
-   * (sum / normalizer when given): against the whole vocabulary, or against the distinct
-   * targets of these rows (in-batch negatives).
+   * (sum / normalizer when given): against the whole vocabulary, or against in-batch
+   * negatives, the distinct targets of these rows or the given `candidates` (those of the
+   * global batch, so that data-parallel shards add up to the single-process step).
    */
-  nextTokenLoss(hidden: Tensor, targets: Int32Array, normalizer?: number): Tensor {
+  nextTokenLoss(hidden: Tensor, targets: Int32Array, normalizer?: number, candidates?: Int32Array): Tensor {
     const x = this.headInput(hidden);
     if (this.config.head.loss === 'full') return lmHeadLoss(x, this.headWeights(), targets, { normalizer });
-    const c = inBatchCandidates(targets);
+    const c = inBatchCandidates(targets, candidates);
     return lmHeadLoss(x, this.headWeights(c.tokens), c.targets, { normalizer });
   }
 
@@ -359,15 +363,18 @@ export class PantherModel {
 }
 
 /**
- * In-batch negatives: the distinct targets of a batch, ascending after <pad> (which stays
- * column 0, so padding is still ignored), and each position's target as a column index.
+ * In-batch negatives: the distinct targets of a batch (or the given superset of them, e.g.
+ * the global batch's), ascending after <pad> (which stays column 0, so padding is still
+ * ignored), and each position's target as a column index.
  */
-export function inBatchCandidates(targets: Int32Array): { tokens: Int32Array; targets: Int32Array } {
-  const distinct = [...new Set(targets)].filter((t) => t !== IGNORE_TARGET).sort((a, b) => a - b);
-  const tokens = Int32Array.from([IGNORE_TARGET, ...distinct]);
+export function inBatchCandidates(targets: Int32Array, among: Int32Array = distinctTargets(targets)): { tokens: Int32Array; targets: Int32Array } {
+  const tokens = Int32Array.from([IGNORE_TARGET, ...among]);
   const column = new Map<number, number>();
   tokens.forEach((t, i) => column.set(t, i));
-  return { tokens, targets: Int32Array.from(targets, (t) => column.get(t)!) };
+  const columns = Int32Array.from(targets, (t) => column.get(t) ?? -1);
+  const missing = columns.indexOf(-1);
+  if (missing >= 0) throw new PantherError('E_ARGUMENT', `target ${targets[missing]} at position ${missing} is not among the ${among.length} candidates`, 'inBatchCandidates');
+  return { tokens, targets: columns };
 }
 
 /** A distinct 32-bit seed per (model seed, step, site). */

@@ -40,4 +40,17 @@ describe('data-parallel pretraining on worker processes', () => {
     expect(events(config.train.checkpointDir).filter((e) => e.kind === 'checksum').map((e) => e.step)).toEqual([10, 20]);
     process.stderr.write(`${n} workers: worst parameter difference ${d.worst.toExponential(2)} (${d.name})\n`);
   }, 300_000);
+
+  it('with in-batch negatives every shard scores against the global batch\'s targets: 2 workers train as one process', async () => {
+    const model = { head: { loss: 'in-batch', cosine: true, temperature: 0.1 } };
+    const single = tinyConfig(root, 'in-batch-single', { model });
+    const reference = await trainReference(gpu(), single);
+    const config = tinyConfig(root, 'in-batch-workers-2', { model });
+    const run = await runCluster(config, 2);
+    expect(run.summary.steps).toBe(20);
+    expectSameLosses(reference, stepLines(config.train.checkpointDir));
+    expectSameParameters(single.train.checkpointDir, config.train.checkpointDir);
+    // The in-batch loss is not the full softmax's: the option reached both runs.
+    expect(reference.map((l) => l.next)).not.toEqual(ref.map((l) => l.next));
+  }, 300_000);
 });

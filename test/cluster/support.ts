@@ -15,10 +15,13 @@ export const SECRET = 'test-secret-0123456789abcdef';
 export const SECRET_ENV = 'PANTHER_TEST_CLUSTER_SECRET';
 
 /** A tiny model on synthetic data: a step takes tens of milliseconds on lavapipe. */
-export function tinyConfig(root: string, name: string, extra: { train?: Record<string, unknown>; cluster?: Record<string, unknown> } = {}): ClusterConfig {
+export function tinyConfig(
+  root: string, name: string,
+  extra: { model?: Record<string, unknown>; train?: Record<string, unknown>; cluster?: Record<string, unknown> } = {},
+): ClusterConfig {
   return ClusterConfigSchema.parse({
     data: { source: { kind: 'synthetic', users: 120, days: 30 }, maxLength: 16, cacheDir: join(root, 'cache') },
-    model: { dModel: 16, heads: 2, layers: 1, ffnMult: 1, sprm: { dilations: [1, 2], prototypes: 4 } },
+    model: { dModel: 16, heads: 2, layers: 1, ffnMult: 1, sprm: { dilations: [1, 2], prototypes: 4 }, ...extra.model },
     train: {
       batchSize: 16, maxSteps: 20, evalEvery: 1000, checkpointEvery: 1000, warmupSteps: 3, evalUsers: 20,
       checkpointDir: join(root, name), ...extra.train,

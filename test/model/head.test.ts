@@ -109,6 +109,11 @@ describe('next-token head: full or in-batch softmax, dot or cosine logits', () =
     const c = inBatchCandidates(Int32Array.of(9, 0, 4, 9, 17, 4));
     expect([...c.tokens]).toEqual([0, 4, 9, 17]);
     expect([...c.targets]).toEqual([2, 0, 1, 2, 3, 1]);
+    // Among a superset (a data-parallel shard among its global batch's targets).
+    const g = inBatchCandidates(Int32Array.of(9, 0, 4), Int32Array.of(2, 4, 9, 17));
+    expect([...g.tokens]).toEqual([0, 2, 4, 9, 17]);
+    expect([...g.targets]).toEqual([3, 0, 2]);
+    expect(() => inBatchCandidates(Int32Array.of(9, 5), Int32Array.of(4, 9))).toThrowError(/target 5 at position 1 is not among the 2 candidates/);
   });
 
   it('transpose is on the tape: its gradient is the transposed upstream gradient', async () => {
