@@ -173,7 +173,7 @@ export async function serveCommand(config: ClusterConfig, o: ServeOptions): Prom
  * does not share its event loop), then drives it at a constant rate, open loop, on loopback:
  * scores for cached users (90%) and unknown ones (10%). Needs a finished version in Redis.
  */
-export async function benchServeCommand(config: ClusterConfig, o: { configPath?: string; model?: string; rate: number; seconds: number; connections: number; json?: string }): Promise<LatencyReport> {
+export async function benchServeCommand(config: ClusterConfig, o: { configPath?: string; overrides?: string[]; model?: string; rate: number; seconds: number; connections: number; json?: string }): Promise<LatencyReport> {
   const log = createLogger('bench');
   const url = (await import('./doctor.js')).redisUrlFrom(config);
   if (!url) throw new PantherError('E_CONFIG', `the benchmark reads a finished embedding version: set redis.url or $${config.redis.urlEnv} and run panther embed first`, 'bench serve');
@@ -197,7 +197,7 @@ export async function benchServeCommand(config: ClusterConfig, o: { configPath?:
     return JSON.stringify({ user, event });
   };
   const bin = path.resolve(path.dirname(new URL(import.meta.url).pathname), '../../bin/panther.js');
-  const args = [bin, ...(o.configPath ? ['--config', o.configPath] : []), 'serve', '--port', '0', '--model', modelPath];
+  const args = [bin, ...(o.configPath ? ['--config', o.configPath] : []), ...(o.overrides ?? []).flatMap((v) => ['--set', v]), 'serve', '--port', '0', '--model', modelPath];
   const child = spawn(process.execPath, args, { env: { ...process.env, [config.redis.urlEnv]: url }, stdio: ['ignore', 'pipe', 'inherit'] });
   try {
     const address = await new Promise<string>((resolve, reject) => {

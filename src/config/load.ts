@@ -1,5 +1,5 @@
 import { readFileSync } from 'node:fs';
-import { LineCounter, parseDocument } from 'yaml';
+import { isMap, LineCounter, parseDocument } from 'yaml';
 import type { z } from 'zod';
 import { PantherError } from '../errors.js';
 import { ClusterConfigSchema, type ClusterConfig } from './schema.js';
@@ -13,18 +13,43 @@ function lineOf(doc: ReturnType<typeof parseDocument>, counter: LineCounter, pat
   return undefined;
 }
 
-export function formatIssues(issues: z.core.$ZodIssue[], file: string, where: (path: PropertyKey[]) => number | undefined): string {
+/** Issues as lines "LOCATION: field.path: message"; `where` names a field's location (the file and line by default). */
+export function formatIssues(issues: z.core.$ZodIssue[], file: string, where: (path: PropertyKey[]) => string | undefined): string {
   return issues
     .map((i) => {
       const path = i.path.length ? i.path.map(String).join('.') : '(top level)';
-      const line = where(i.path);
-      return `${file}${line ? `:${line}` : ''}: ${path}: ${i.message}`;
+      return `${where(i.path) ?? file}: ${path}: ${i.message}`;
     })
     .join('\n');
 }
 
-/** Parses and validates YAML text; errors name the file, line and field path. */
-export function parseClusterConfig(text: string, file = 'cluster.yaml'): ClusterConfig {
+/** A command-line override KEY=VALUE: a dotted field path and a YAML value. */
+interface Override {
+  text: string;
+  path: string[];
+  value: unknown;
+}
+
+function parseOverride(text: string): Override {
+  const eq = text.indexOf('=');
+  const key = eq > 0 ? text.slice(0, eq).trim() : '';
+  const path = key.split('.');
+  if (!key || path.some((p) => p === '')) {
+    throw new PantherError('E_CONFIG', 'expected KEY=VALUE with a dotted field path, e.g. model.sprm.prototypes=0', `--set ${text}`);
+  }
+  const valueText = text.slice(eq + 1);
+  const value = parseDocument(valueText);
+  if (value.errors.length) throw new PantherError('E_CONFIG', `invalid YAML value: ${value.errors[0].message.split('\n')[0]}`, `--set ${text}`);
+  return { text, path, value: value.toJS() };
+}
+
+const startsWith = (a: readonly PropertyKey[], b: readonly PropertyKey[]) => b.every((k, i) => String(a[i]) === String(k));
+
+/**
+ * Parses and validates YAML text, after applying command-line overrides ("model.sprm.prototypes=0",
+ * values in YAML); errors name the file, line and field path, or the override that set the field.
+ */
+export function parseClusterConfig(text: string, file = 'cluster.yaml', overrides: readonly string[] = []): ClusterConfig {
   const counter = new LineCounter();
   const doc = parseDocument(text, { lineCounter: counter, prettyErrors: true });
   if (doc.errors.length) {
@@ -32,24 +57,42 @@ export function parseClusterConfig(text: string, file = 'cluster.yaml'): Cluster
     const line = e.linePos?.[0]?.line;
     throw new PantherError('E_CONFIG', `invalid YAML: ${e.message.split('\n')[0]}`, `${file}${line ? `:${line}` : ''}`);
   }
+  const applied = overrides.map(parseOverride);
+  for (const o of applied) {
+    for (let n = 1; n < o.path.length; n++) {
+      const parent = doc.getIn(o.path.slice(0, n));
+      if (parent !== undefined && !isMap(parent)) {
+        throw new PantherError('E_CONFIG', `${o.path.slice(0, n).join('.')} is a value, not a section`, `--set ${o.text}`);
+      }
+    }
+    doc.setIn(o.path, doc.createNode(o.value));
+  }
   const raw = doc.toJS() ?? {};
   const result = ClusterConfigSchema.safeParse(raw);
   if (!result.success) {
-    throw new PantherError('E_CONFIG', `\n${formatIssues(result.error.issues, file, (p) => lineOf(doc, counter, p))}`, file);
+    const where = (path: PropertyKey[]) => {
+      // The last override touching the field (or its section) set it.
+      const o = applied.findLast((a) => startsWith(path, a.path) || startsWith(a.path, path));
+      if (o) return `--set ${o.text}`;
+      const line = lineOf(doc, counter, path);
+      return `${file}${line ? `:${line}` : ''}`;
+    };
+    throw new PantherError('E_CONFIG', `\n${formatIssues(result.error.issues, file, where)}`, file);
   }
   return result.data;
 }
 
-export function loadClusterConfig(path: string): ClusterConfig {
+export function loadClusterConfig(path: string, overrides: readonly string[] = []): ClusterConfig {
   let text: string;
   try {
     text = readFileSync(path, 'utf8');
   } catch (err) {
     throw new PantherError('E_CONFIG', `cannot read the config file (${(err as Error).message})`, path);
   }
-  return parseClusterConfig(text, path);
+  return parseClusterConfig(text, path, overrides);
 }
 
-export function defaultClusterConfig(): ClusterConfig {
-  return ClusterConfigSchema.parse({});
+/** The schema's defaults (no file), with command-line overrides. */
+export function defaultClusterConfig(overrides: readonly string[] = []): ClusterConfig {
+  return parseClusterConfig('', '(defaults)', overrides);
 }

@@ -36,4 +36,14 @@ describe('panther doctor', () => {
     expect(err.code).toBe(2);
     expect(err.stderr).toMatch(/E_CONFIG.*bad-cluster\.yaml:2: gpu\.backend/s);
   });
+
+  it('takes --set overrides of the configuration and names a bad one', async () => {
+    const { stdout } = await run('node', ['bin/panther.js', '--set', 'redis.urlEnv=PANTHER_TEST_REDIS', 'doctor', '--json'], {
+      env: { ...process.env, PANTHER_TEST_REDIS: 'redis://127.0.0.1:1' },
+    });
+    expect(JSON.parse(stdout).redis).toMatchObject({ url: 'redis://127.0.0.1:1', reachable: false });
+    const err = await run('node', ['bin/panther.js', '--set', 'gpu.backend=metal3', 'doctor']).catch((e) => e);
+    expect(err.code).toBe(2);
+    expect(err.stderr).toMatch(/E_CONFIG.*--set gpu\.backend=metal3: gpu\.backend/s);
+  });
 });

@@ -30,6 +30,31 @@ describe('cluster.yaml', () => {
     expect(() => parseClusterConfig('model:\n  sprm: { dilations: [] }\n', 'c.yaml')).not.toThrow();
   });
 
+  it('applies command-line overrides (YAML values at dotted paths) over the file and the defaults', () => {
+    const text = 'model:\n  dModel: 32\n  sprm: { dilations: [1, 2, 4], prototypes: 32 }\n';
+    const c = parseClusterConfig(text, 'c.yaml', ['model.sprm.prototypes=0', 'model.head={ cosine: true }', 'train.lr=2e-3', 'data.maxLength=20']);
+    expect(c.model.sprm).toMatchObject({ dilations: [1, 2, 4], prototypes: 0 });
+    expect(c.model.head).toMatchObject({ cosine: true, loss: 'full' });
+    expect(c.model.dModel).toBe(32);
+    expect(c.train.lr).toBe(0.002);
+    expect(c.data.maxLength).toBe(20);
+    // The later of two overrides of one field wins; an empty file takes overrides too.
+    expect(parseClusterConfig('', 'c.yaml', ['model.layers=3', 'model.layers=4']).model.layers).toBe(4);
+  });
+
+  it('names the override behind a bad value, and rejects malformed overrides', () => {
+    const text = 'model:\n  dModel: 64\n';
+    expect(() => parseClusterConfig(text, 'c.yaml', ['model.sprm.prototypes=-1'])).toThrowError(/--set model\.sprm\.prototypes=-1: model\.sprm\.prototypes: /);
+    expect(() => parseClusterConfig(text, 'c.yaml', ['model.sprm.protoypes=3'])).toThrowError(/--set model\.sprm\.protoypes=3: model\.sprm: .*protoypes/);
+    expect(() => parseClusterConfig(text, 'c.yaml', ['model.dModel.width=1'])).toThrowError(/model\.dModel is a value, not a section/);
+    expect(() => parseClusterConfig(text, 'c.yaml', ['model.sprm.dilations=[1,'])).toThrowError(/invalid YAML value/);
+    for (const bad of ['model.layers', '=3', 'model..layers=2']) {
+      expect(() => parseClusterConfig(text, 'c.yaml', [bad]), bad).toThrowError(/expected KEY=VALUE/);
+    }
+    // Fields the overrides did not touch still point at their line in the file.
+    expect(() => parseClusterConfig('model:\n  dModel: 7\n', 'c.yaml', ['model.layers=2'])).toThrowError(/c\.yaml:2: model\.dModel/);
+  });
+
   it('reports YAML syntax errors with a line', () => {
     expect(() => parseClusterConfig('gpu:\n  backend: [vulkan\n', 'c.yaml')).toThrowError(/c\.yaml:\d+: invalid YAML/);
   });
