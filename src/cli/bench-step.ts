@@ -22,7 +22,7 @@ export async function benchStep(config: ClusterConfig, o: { steps: number; basel
   const model = new PantherModel(gpu, o.baseline ? baselineOf(config.model) : config.model, modelShapeOf(data, L));
   const opt = new AdamW(gpu, { lr: 1e-3 });
   const B = config.train.batchSize;
-  const windows = epochOrder(trainingWindows(data, L), 1, 0, B, config.train.lengthBuckets);
+  const windows = epochOrder(trainingWindows(data, L, config.train.windowContext), 1, 0, B, config.train.lengthBuckets);
   const step = async (i: number) => {
     const start = (i * B) % Math.max(1, windows.length - B);
     const slice = windows.slice(start, start + B);

@@ -166,7 +166,7 @@ export class Coordinator {
     this.data = prepared.data;
     this.dataKey = prepared.cache.key;
     warnWithoutValidation(this.data, this.log);
-    this.windows = trainingWindows(this.data, this.o.config.data.maxLength);
+    this.windows = trainingWindows(this.data, this.o.config.data.maxLength, this.train.windowContext);
     this.schedule = new EpochSchedule(this.windows, { seed: this.train.seed, batchSize: this.train.batchSize, bucketBatches: this.train.lengthBuckets });
     ({ batchesPerEpoch: this.batchesPerEpoch, totalSteps: this.totalSteps } = trainingSchedule(this.windows.length, this.train));
     const url = await this.pool.start();

@@ -1,5 +1,5 @@
 import { PantherError } from '../errors.js';
-import { batchLength, distinctTargets, makeBatch, shardBatch, type Batch, type Window } from '../data/batching.js';
+import { batchLength, distinctTargets, makeBatch, shardBatch, windowTargets, type Batch, type Window } from '../data/batching.js';
 import type { PreparedData } from '../data/prepare.js';
 
 /**
@@ -60,10 +60,9 @@ export function shardOf(data: PreparedData, windows: readonly Window[], indices:
   const targets: number[] = [];
   global.forEach((w, g) => {
     globalProfile.set(data.profile.ids.subarray(w.user * fields, (w.user + 1) * fields), g * fields);
-    globalTargetCount += w.target < 0 ? w.end - w.start : 1;
-    // As makeBatch: the events after the window's prefix, or its one target.
-    if (w.target < 0) targets.push(...data.tokens.subarray(w.start + 1, w.end + 1));
-    else targets.push(data.tokens[w.target]);
+    const t = windowTargets(w);
+    globalTargetCount += t.count;
+    targets.push(...data.tokens.subarray(t.from, t.from + t.count));
   });
   const globalCandidates = distinctTargets(targets);
   let batch: Batch | null = null;

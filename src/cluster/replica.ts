@@ -171,7 +171,7 @@ export class Replica {
   constructor(readonly gpu: Gpu, readonly data: PreparedData, readonly config: ModelConfig, readonly train: TrainConfig, readonly maxLength: number, bucketBytes: number) {
     this.model = new PantherModel(gpu, config, modelShapeOf(data, maxLength));
     this.optimizer = trainingOptimizer(gpu, train);
-    this.windows = trainingWindows(data, maxLength);
+    this.windows = trainingWindows(data, maxLength, train.windowContext);
     this.names = [...this.model.store.params.keys()];
     this.params = this.names.map((n) => this.model.store.get(n));
     this.layout = gradientLayout(this.params.map((p) => p.size), bucketBytes);

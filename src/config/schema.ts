@@ -35,6 +35,9 @@ export const ClusterConfigSchema = z.strictObject({
   train: TrainSchema.prefault({}),
   jobs: JobsSchema, serve: ServeSchema,
   cluster: ClusterSchema,
+}).refine((c) => c.train.windowContext < c.data.maxLength, {
+  message: 'must be smaller than data.maxLength: a training window needs positions that predict',
+  path: ['train', 'windowContext'],
 });
 
 export type ClusterConfig = z.infer<typeof ClusterConfigSchema>;

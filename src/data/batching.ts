@@ -20,19 +20,42 @@ export interface Window {
   end: number;
   /** Global index of the one scored event (evaluation), or -1: every position predicts the next event (training). */
   target: number;
+  /** Training windows: leading inputs that are context only (they predict nothing; an earlier window predicted them). */
+  context?: number;
+}
+
+/** Global event indices [from, from + count) whose tokens a window's positions predict. */
+export function windowTargets(w: Window): { from: number; count: number } {
+  if (w.target >= 0) return { from: w.target, count: 1 };
+  const context = w.context ?? 0;
+  // Input i predicts event i + 1.
+  return { from: w.start + context + 1, count: w.end - w.start - context };
 }
 
 export type Align = 'left' | 'right';
 
-/** Next-event windows over each user's fitted prefix, cut from the most recent event backwards. */
-export function trainingWindows(data: PreparedData, maxLength: number): Window[] {
+/**
+ * Next-event windows over each user's fitted prefix, cut from the most recent event backwards.
+ * With `context` > 0 a window also carries up to that many earlier events as context only
+ * (maxLength - context predicting positions each), so a prediction has at least `context`
+ * events of history unless the user has fewer; every fitted event is still predicted once.
+ */
+export function trainingWindows(data: PreparedData, maxLength: number, context = 0): Window[] {
   checkLength(maxLength);
+  if (!(Number.isInteger(context) && context >= 0 && context < maxLength)) {
+    throw new PantherError('E_CONFIG', `train.windowContext (${context}) must be an integer in [0, data.maxLength = ${maxLength})`, 'trainingWindows');
+  }
   const windows: Window[] = [];
   for (let u = 0; u < data.users.length; u++) {
     const first = data.offsets[u];
     // Inputs [first, last) each predict the event after them, which must be in the prefix.
     const last = first + data.fitLength[u] - 1;
-    for (let end = last; end > first; end -= maxLength) windows.push({ user: u, start: Math.max(first, end - maxLength), end, target: -1 });
+    for (let end = last; end > first;) {
+      const predictFrom = Math.max(first, end - (maxLength - context));
+      const start = Math.max(first, predictFrom - context);
+      windows.push(context > 0 ? { user: u, start, end, target: -1, context: predictFrom - start } : { user: u, start, end, target: -1 });
+      end = predictFrom;
+    }
   }
   return windows;
 }
@@ -193,10 +216,12 @@ export function makeBatch(data: PreparedData, windows: readonly Window[], length
     b.mask.fill(1, p0, p0 + n);
     b.tokens += n;
     if (w.target < 0) {
-      // Position i predicts event start + i + 1 (trainingWindows keeps it in the prefix).
-      b.targets.set(data.tokens.subarray(w.start + 1, w.end + 1), p0);
-      b.targetLabels.set(data.label.subarray(w.start + 1, w.end + 1), p0);
-      b.targetCount += n;
+      // Position i predicts event start + i + 1 (trainingWindows keeps it in the prefix); context positions predict nothing.
+      const t = windowTargets(w);
+      const at = p0 + n - t.count;
+      b.targets.set(data.tokens.subarray(t.from, t.from + t.count), at);
+      b.targetLabels.set(data.label.subarray(t.from, t.from + t.count), at);
+      b.targetCount += t.count;
     } else {
       b.targets[p0 + n - 1] = data.tokens[w.target];
       b.targetLabels[p0 + n - 1] = data.label[w.target];
@@ -268,10 +293,7 @@ function takeRows(batch: Batch, rows: number[]): Batch {
   const mask = pick(batch.mask, L, (k) => new Uint8Array(k));
   let tokens = 0;
   for (let p = 0; p < size; p++) tokens += mask[p];
-  const targetCount = rows.reduce((s, r) => {
-    const w = batch.windows[r];
-    return s + (w.target < 0 ? w.end - w.start : 1);
-  }, 0);
+  const targetCount = rows.reduce((s, r) => s + windowTargets(batch.windows[r]).count, 0);
   return {
     rows: rows.length,
     length: L,

@@ -14,6 +14,8 @@ export const TrainSchema = z.strictObject({
   maxGradNorm: z.number().positive().default(1),
   lengthBuckets: z.int().min(0).max(4096).default(0)
     .describe('batches per length bucket: windows of similar length train together, so short histories do not pay for padding; faster steps, but on Beauty worse metrics after the same steps (0: plain shuffle)'),
+  windowContext: z.int().min(0).default(0)
+    .describe("events a training window carries before the ones it predicts, as context only (windows overlap by this many), so that on histories longer than data.maxLength no prediction starts without history; less than data.maxLength"),
   evalEvery: z.int().min(1).default(200).describe('steps between validations'),
   evalUsers: z.int().min(1).optional().describe('validate on at most this many users (all by default)'),
   patience: z.int().min(1).default(4).describe('validations without a better NDCG@10 before stopping early'),

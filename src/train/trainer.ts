@@ -133,7 +133,7 @@ export class Trainer {
     this.dir = t.checkpointDir;
     this.model = new PantherModel(o.gpu, o.model, modelShapeOf(o.data, o.maxLength));
     this.optimizer = trainingOptimizer(o.gpu, t);
-    this.schedule = new EpochSchedule(trainingWindows(o.data, o.maxLength), { seed: t.seed, batchSize: t.batchSize, bucketBatches: t.lengthBuckets });
+    this.schedule = new EpochSchedule(trainingWindows(o.data, o.maxLength, t.windowContext), { seed: t.seed, batchSize: t.batchSize, bucketBatches: t.lengthBuckets });
     ({ batchesPerEpoch: this.batchesPerEpoch, totalSteps: this.totalSteps } = trainingSchedule(this.schedule.windows.length, t));
   }
 

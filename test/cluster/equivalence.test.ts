@@ -41,11 +41,12 @@ describe('data-parallel pretraining on worker processes', () => {
     process.stderr.write(`${n} workers: worst parameter difference ${d.worst.toExponential(2)} (${d.name})\n`);
   }, 300_000);
 
-  it('with in-batch negatives every shard scores against the global batch\'s targets: 2 workers train as one process', async () => {
+  it('with in-batch negatives (the global batch\'s targets) and context-only window positions, 2 workers train as one process', async () => {
     const model = { head: { loss: 'in-batch', cosine: true, temperature: 0.1 } };
-    const single = tinyConfig(root, 'in-batch-single', { model });
+    const train = { windowContext: 4 };
+    const single = tinyConfig(root, 'in-batch-single', { model, train });
     const reference = await trainReference(gpu(), single);
-    const config = tinyConfig(root, 'in-batch-workers-2', { model });
+    const config = tinyConfig(root, 'in-batch-workers-2', { model, train });
     const run = await runCluster(config, 2);
     expect(run.summary.steps).toBe(20);
     expectSameLosses(reference, stepLines(config.train.checkpointDir));

@@ -55,6 +55,11 @@ describe('cluster.yaml', () => {
     expect(() => parseClusterConfig('model:\n  dModel: 7\n', 'c.yaml', ['model.layers=2'])).toThrowError(/c\.yaml:2: model\.dModel/);
   });
 
+  it('refuses a training window context that leaves no position to predict', () => {
+    expect(() => parseClusterConfig('data:\n  maxLength: 16\ntrain:\n  windowContext: 16\n', 'c.yaml')).toThrowError(/c\.yaml:4: train\.windowContext: must be smaller than data\.maxLength/);
+    expect(parseClusterConfig('data:\n  maxLength: 16\ntrain:\n  windowContext: 15\n', 'c.yaml').train.windowContext).toBe(15);
+  });
+
   it('reports YAML syntax errors with a line', () => {
     expect(() => parseClusterConfig('gpu:\n  backend: [vulkan\n', 'c.yaml')).toThrowError(/c\.yaml:\d+: invalid YAML/);
   });

@@ -1,5 +1,5 @@
 import { beforeAll, describe, expect, it } from 'vitest';
-import { batchLength, epochBatches, epochOrder, evaluationWindows, makeBatch, shardBatch, shuffleWindows, trainingWindows, type Window } from '../../src/data/batching.js';
+import { batchLength, epochBatches, epochOrder, evaluationWindows, makeBatch, shardBatch, shuffleWindows, trainingWindows, windowTargets, type Window } from '../../src/data/batching.js';
 import { prepareDataset, type PreparedData } from '../../src/data/prepare.js';
 import { ROLE } from '../../src/data/split.js';
 import { generateSynthetic } from '../../src/data/synthetic.js';
@@ -26,6 +26,44 @@ describe('batching', () => {
         if (covered[k] !== expected) throw new Error(`event ${k} of user ${u} covered ${covered[k]} times`);
       }
     }
+  });
+
+  it('overlapping windows carry earlier events as context only: every target still once, each with history', () => {
+    const L = 16;
+    const C = 5;
+    const windows = trainingWindows(data, L, C);
+    expect(windows.length).toBeGreaterThan(trainingWindows(data, L).length);
+    const predicted = new Uint8Array(data.tokens.length);
+    let withContext = 0;
+    for (const w of windows) {
+      const t = windowTargets(w);
+      expect(w.end - w.start).toBeLessThanOrEqual(L);
+      expect(t.count).toBeGreaterThan(0);
+      expect(t.count).toBeLessThanOrEqual(L - C);
+      for (let k = t.from; k < t.from + t.count; k++) predicted[k]++;
+      const first = data.offsets[w.user];
+      // Context is whatever history there is, up to C events.
+      expect(w.context).toBe(Math.min(C, t.from - 1 - first));
+      if (w.context! > 0) withContext++;
+    }
+    expect(withContext).toBeGreaterThan(0);
+    for (let u = 0; u < data.users.length; u++) {
+      const first = data.offsets[u];
+      for (let k = first; k < data.offsets[u + 1]; k++) {
+        const expected = k > first && k < first + data.fitLength[u] ? 1 : 0;
+        if (predicted[k] !== expected) throw new Error(`event ${k} of user ${u} predicted ${predicted[k]} times`);
+      }
+    }
+    // In a batch the context positions are inputs without targets.
+    const w = windows.find((x) => x.context === C && x.end - x.start === L)!;
+    const b = makeBatch(data, [w], L);
+    expect([...b.mask]).toEqual(new Array(L).fill(1));
+    expect([...b.targets.slice(0, C)]).toEqual(new Array(C).fill(0));
+    expect([...b.targets.slice(C)]).toEqual([...data.tokens.slice(w.start + C + 1, w.end + 1)]);
+    expect(b.targetCount).toBe(L - C);
+    const shards = shardBatch(makeBatch(data, windows.slice(0, 9), L), 2);
+    expect(shards.reduce((n, s) => n + s.targetCount, 0)).toBe(windows.slice(0, 9).reduce((n, x) => n + windowTargets(x).count, 0));
+    expect(() => trainingWindows(data, L, L)).toThrowError(/train\.windowContext \(16\) must be an integer in \[0, data\.maxLength = 16\)/);
   });
 
   it('pads right-aligned windows on the left with a key mask, and targets the next token', () => {
