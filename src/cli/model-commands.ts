@@ -10,7 +10,7 @@ import { gpuOptionsFrom } from '../config/gpu.js';
 import { PantherError } from '../errors.js';
 import { Gpu } from '../gpu/runtime.js';
 import { createLogger } from '../log.js';
-import { baselineOf, ModelSchema, type ModelConfig, type ModelShape } from '../model/config.js';
+import { baselineOf, effectiveModelConfig, ModelSchema, type ModelConfig, type ModelShape } from '../model/config.js';
 import type { TrainSummary } from '../train/trainer.js';
 import { PantherModel } from '../model/panther.js';
 import { noGrad } from '../tensor/tape.js';
@@ -183,9 +183,11 @@ function finishedRun(dir: string, model: ModelConfig): TrainSummary | null {
   const best = join(dir, 'best.safetensors');
   if (!existsSync(summary) || !existsSync(best)) return null;
   const saved = (readCheckpoint(best).model as { config?: unknown } | null)?.config;
-  // Through the schema, so that options added since (with their defaults) still match.
+  // Through the schema, so that options added since (with their defaults) still match; the
+  // options of a switched-off SPRM or profile do not change what trained.
   const parsed = ModelSchema.safeParse(saved);
-  if (!parsed.success || !isDeepStrictEqual(JSON.parse(JSON.stringify(parsed.data)), JSON.parse(JSON.stringify(model)))) return null;
+  const same = (a: ModelConfig, b: ModelConfig) => isDeepStrictEqual(JSON.parse(JSON.stringify(effectiveModelConfig(a))), JSON.parse(JSON.stringify(effectiveModelConfig(b))));
+  if (!parsed.success || !same(parsed.data, model)) return null;
   const s = JSON.parse(readFileSync(summary, 'utf8')) as TrainSummary;
   return s.test ? s : null;
 }

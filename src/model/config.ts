@@ -56,6 +56,15 @@ export interface ModelShape {
   maxLength: number;
 }
 
+/** What a config trains: the options of a switched-off SPRM or profile do not matter, so they are dropped. */
+export function effectiveModelConfig(config: ModelConfig): ModelConfig {
+  return {
+    ...config,
+    sprm: config.sprm.enabled ? config.sprm : ({ enabled: false } as ModelConfig['sprm']),
+    profile: config.profile.enabled ? config.profile : ({ enabled: false } as ModelConfig['profile']),
+  };
+}
+
 /** The plain-transformer baseline: the same model with SPRM and profile fusion switched off. */
 export function baselineOf(config: ModelConfig): ModelConfig {
   return { ...config, sprm: { ...config.sprm, enabled: false }, profile: { ...config.profile, enabled: false } };

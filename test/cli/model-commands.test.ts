@@ -83,6 +83,11 @@ describe('pretrain, eval, inspect and tokenize commands', () => {
     expect(again.stderr.match(/reusing the finished run/g)).toHaveLength(2);
     expect(JSON.parse(readFileSync(join(out, 'experiment.json'), 'utf8')).comparison).toEqual(report.comparison);
 
+    // An ablation of the SPRM trains PANTHER again; the baseline (SPRM off) is the same model.
+    const ablation = await cli('--set', 'model.sprm.temperature=0.3', 'experiment', '--out', out, '--reuse');
+    expect(ablation.stderr.match(/reusing the finished run in \S+/g)).toEqual([`reusing the finished run in ${join(out, 'baseline')}`]);
+    expect(JSON.parse(readFileSync(join(out, 'experiment.json'), 'utf8')).comparison.baseline).toEqual(report.comparison.baseline);
+
     // Another model in the same folder is trained again, not taken for the old one.
     const wider = join(dir, 'wider.yaml');
     writeFileSync(wider, readFileSync(config, 'utf8').replace('dModel: 16', 'dModel: 24'));
