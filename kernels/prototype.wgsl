@@ -31,12 +31,17 @@ fn row_index(gid: vec3u, nwg: vec3u) -> u32 {
 fn prototype_inv_norms(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
   let k = row_index(gid, nwg);
   if (k >= p.K) { return; }
+  // Dot-product scores: a unit scale, no norm to compute.
+  if (p.cosine == 0u) {
+    pInvOut[k] = 1.0;
+    return;
+  }
   var ss = 0.0;
   for (var d = 0u; d < p.D; d++) {
     let v = protos[k * p.D + d];
     ss = fma(v, v, ss);
   }
-  pInvOut[k] = select(1.0, 1.0 / max(sqrt(ss), EPS), p.cosine != 0u);
+  pInvOut[k] = 1.0 / max(sqrt(ss), EPS);
 }
 
 @group(0) @binding(2) var<storage, read> x: array<f32>;

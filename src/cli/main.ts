@@ -27,13 +27,14 @@ export function buildCli(): Command {
     .option('--set <key=value>', 'override a configuration field with a YAML value, e.g. --set model.sprm.prototypes=0 (repeatable)',
       (v: string, all: string[]) => [...all, v], [] as string[])
     .showHelpAfterError();
+  const config = () => configFrom(program.opts<GlobalOptions>());
 
   program
     .command('doctor')
     .description('show the WebGPU adapter Dawn picked, its features and limits, and whether Redis is reachable')
     .option('--json', 'print JSON')
     .action(async (opts: { json?: boolean }) => {
-      process.exitCode = await doctor(configFrom(program.opts<GlobalOptions>()), Boolean(opts.json));
+      process.exitCode = await doctor(config(), Boolean(opts.json));
     });
 
   program
@@ -44,8 +45,7 @@ export function buildCli(): Command {
     .option('--checkpoint-dir <dir>', 'where checkpoints, metrics and curves go (default: train.checkpointDir)')
     .option('--max-steps <n>', 'stop after this many steps', (v) => Number.parseInt(v, 10))
     .action(async (opts: { baseline?: boolean; resume?: boolean; checkpointDir?: string; maxSteps?: number }) => {
-      const config = configFrom(program.opts<GlobalOptions>());
-      await runPretraining(config, opts);
+      await runPretraining(config(), opts);
     });
 
   program
@@ -57,7 +57,7 @@ export function buildCli(): Command {
     .option('--host <host>', 'listen address (default: cluster.coordinator.host)')
     .option('--port <port>', 'listen port (default: cluster.coordinator.port)', (v) => Number.parseInt(v, 10))
     .action(async (opts: { resume?: boolean; checkpointDir?: string; maxSteps?: number; host?: string; port?: number }) => {
-      await coordinatorCommand(configFrom(program.opts<GlobalOptions>()), opts);
+      await coordinatorCommand(config(), opts);
     });
 
   program
@@ -68,7 +68,7 @@ export function buildCli(): Command {
     .addOption(new Option('--split <split>', 'held-out events to rank').choices(['valid', 'test']).default('test'))
     .option('--json <file>', 'also write the results as JSON')
     .action(async (opts: { checkpoint: string; baselineCheckpoint?: string; split: 'valid' | 'test'; json?: string }) => {
-      await evalCommand(configFrom(program.opts<GlobalOptions>()), opts);
+      await evalCommand(config(), opts);
     });
 
   program
@@ -78,7 +78,7 @@ export function buildCli(): Command {
     .option('--checkpoint <file>', 'model checkpoint', 'runs/latest/best.safetensors')
     .option('--top <n>', 'next events to list', (v) => Number.parseInt(v, 10), 10)
     .action(async (opts: { user: string; checkpoint: string; top: number }) => {
-      await inspectCommand(configFrom(program.opts<GlobalOptions>()), opts);
+      await inspectCommand(config(), opts);
     });
 
   program
@@ -88,7 +88,7 @@ export function buildCli(): Command {
     .option('--user <id>', 'user id as in the data')
     .option('--limit <n>', 'last N events of the user', (v) => Number.parseInt(v, 10), 30)
     .action(async (opts: { explain?: boolean; user?: string; limit: number }) => {
-      await tokenizeCommand(configFrom(program.opts<GlobalOptions>()), { user: opts.explain || opts.user ? opts.user : undefined, limit: opts.limit });
+      await tokenizeCommand(config(), { user: opts.explain || opts.user ? opts.user : undefined, limit: opts.limit });
     });
 
   program
@@ -98,7 +98,7 @@ export function buildCli(): Command {
     .option('--reuse', 'keep runs that finished in the output folder (same model config) instead of training them again')
     .option('--max-steps <n>', 'the same step budget for both runs', (v) => Number.parseInt(v, 10))
     .action(async (opts: { out: string; reuse?: boolean; maxSteps?: number }) => {
-      await experimentCommand(configFrom(program.opts<GlobalOptions>()), opts);
+      await experimentCommand(config(), opts);
     });
 
   const int = (v: string) => Number.parseInt(v, 10);
@@ -110,7 +110,7 @@ export function buildCli(): Command {
     .option('--before <date>', 'read only events before this time (ISO)')
     .option('--wait', 'run the jobs in this process and wait (always so without a configured Redis)')
     .action(async (opts: { checkpoint: string; users: string; before?: string; wait?: boolean }) => {
-      await embedCommand(configFrom(program.opts<GlobalOptions>()), opts);
+      await embedCommand(config(), opts);
     });
 
   program
@@ -128,7 +128,7 @@ export function buildCli(): Command {
     .action(async (opts: { jobs?: boolean; coordinator?: string; name?: string; secretEnv?: string; ca?: string; listen?: string; advertise?: string; tlsCert?: string; tlsKey?: string }) => {
       if (opts.coordinator) return workerCommand({ ...opts, coordinator: opts.coordinator });
       if (!opts.jobs) throw new PantherError('E_ARGUMENT', 'say what the worker does: --coordinator URL or --jobs', 'worker');
-      await jobWorkerCommand(configFrom(program.opts<GlobalOptions>()));
+      await jobWorkerCommand(config());
     });
 
   program
@@ -137,7 +137,7 @@ export function buildCli(): Command {
     .option('--watch', 'follow the running ones with progress bars')
     .option('--limit <n>', 'versions to list', int, 10)
     .action(async (opts: { watch?: boolean; limit: number }) => {
-      await jobsCommand(configFrom(program.opts<GlobalOptions>()), opts);
+      await jobsCommand(config(), opts);
     });
 
   program
@@ -148,7 +148,7 @@ export function buildCli(): Command {
     .option('--port <n>', 'port (0: any free one)', int)
     .option('--checkpoint <file>', 'without a configured Redis: embed this model into a private one first')
     .action(async (opts: { model?: string; host?: string; port?: number; checkpoint?: string }) => {
-      await serveCommand(configFrom(program.opts<GlobalOptions>()), opts);
+      await serveCommand(config(), opts);
     });
 
   program
@@ -164,7 +164,7 @@ export function buildCli(): Command {
     .option('--save-model <file>', 'write the scoring model for panther serve')
     .option('--json <file>', 'also write the results as JSON')
     .action(async (opts: { checkpoint?: string; prior: 'fresh' | 'daily'; lagDays: number; components: number; minContext?: number; rounds?: number; seeds?: number; saveModel?: string; json?: string }) => {
-      await fraudEvalCommand(configFrom(program.opts<GlobalOptions>()), opts);
+      await fraudEvalCommand(config(), opts);
     });
 
   program
@@ -178,7 +178,7 @@ export function buildCli(): Command {
     .option('--lookback-days <n>', 'days of visits (visitors ranking) and of labels (label-rate baseline)', int, 7)
     .option('--json <file>', 'also write the results as JSON')
     .action(async (opts: { checkpoint: string; from?: string; days?: number; quantile: number; minEvents: number; lookbackDays: number; json?: string }) => {
-      await merchantsCommand(configFrom(program.opts<GlobalOptions>()), opts);
+      await merchantsCommand(config(), opts);
     });
 
   const bench = program.command('bench').description('performance tests');
@@ -190,7 +190,7 @@ export function buildCli(): Command {
     .option('--only <names>', 'comma-separated kernel names to run')
     .addOption(new Option('--no-peer', 'skip the TensorFlow.js comparison'))
     .action(async (opts: { json?: string; reps: number; only?: string; peer: boolean }) => {
-      process.exitCode = await benchKernels(configFrom(program.opts<GlobalOptions>()), opts);
+      process.exitCode = await benchKernels(config(), opts);
     });
 
   bench
@@ -205,7 +205,7 @@ export function buildCli(): Command {
     .addOption(new Option('--no-recovery', 'skip timing the recovery from a killed worker'))
     .action(async (opts: { workers: number; mib: number; reps: number; bucketMib?: number; train: string; steps: number; recovery: boolean }) => {
       const train = opts.train.split(',').filter(Boolean).map((v) => Number.parseInt(v, 10));
-      await benchAllreduce(configFrom(program.opts<GlobalOptions>()), {
+      await benchAllreduce(config(), {
         workers: opts.workers, bytes: opts.mib * 2 ** 20, reps: opts.reps, bucketBytes: opts.bucketMib ? opts.bucketMib * 2 ** 20 : undefined, train, steps: opts.steps, recovery: opts.recovery,
       });
     });
@@ -217,7 +217,7 @@ export function buildCli(): Command {
     .option('--baseline', 'the plain-transformer baseline')
     .option('--json', 'print JSON')
     .action(async (opts: { steps: number; baseline?: boolean; json?: boolean }) => {
-      await benchStep(configFrom(program.opts<GlobalOptions>()), opts);
+      await benchStep(config(), opts);
     });
 
   bench
@@ -229,7 +229,7 @@ export function buildCli(): Command {
     .option('--connections <n>', 'HTTP connections', int, 16)
     .option('--json <file>', 'also write the figures as JSON')
     .action(async (opts: { model?: string; rate: number; seconds: number; connections: number; json?: string }) => {
-      await benchServeCommand(configFrom(program.opts<GlobalOptions>()), { ...opts, configPath: program.opts<GlobalOptions>().config, overrides: program.opts<GlobalOptions>().set });
+      await benchServeCommand(config(), { ...opts, configPath: program.opts<GlobalOptions>().config, overrides: program.opts<GlobalOptions>().set });
     });
 
   return program;

@@ -1,5 +1,5 @@
 import { PantherError } from '../errors.js';
-import { batchLength, distinctTargets, makeBatch, shardBatch, windowTargets, type Batch, type Window } from '../data/batching.js';
+import { batchLength, makeBatch, shardBatch, windowsDistinctTargets, windowTargets, type Batch, type Window } from '../data/batching.js';
 import type { PreparedData } from '../data/prepare.js';
 
 /**
@@ -39,8 +39,8 @@ export interface Shard {
   globalProfile: Int32Array;
   globalRows: number;
   globalTargetCount: number;
-  /** The global batch's distinct targets (the in-batch negatives of every shard). */
-  globalCandidates: Int32Array;
+  /** The global batch's distinct targets (the in-batch negatives of every shard), computed when first read. */
+  readonly globalCandidates: Int32Array;
 }
 
 /** This rank's part of the global batch, as the worker builds it from the indices. */
@@ -57,14 +57,11 @@ export function shardOf(data: PreparedData, windows: readonly Window[], indices:
   const fields = data.profile.fields.length;
   const globalProfile = new Int32Array(global.length * fields);
   let globalTargetCount = 0;
-  const targets: number[] = [];
   global.forEach((w, g) => {
     globalProfile.set(data.profile.ids.subarray(w.user * fields, (w.user + 1) * fields), g * fields);
-    const t = windowTargets(w);
-    globalTargetCount += t.count;
-    targets.push(...data.tokens.subarray(t.from, t.from + t.count));
+    globalTargetCount += windowTargets(w).count;
   });
-  const globalCandidates = distinctTargets(targets);
+  let candidates: Int32Array | undefined;
   let batch: Batch | null = null;
   if (rows.length) {
     const mine = rows.map((g) => global[g]);
@@ -72,5 +69,11 @@ export function shardOf(data: PreparedData, windows: readonly Window[], indices:
     batch.rowIndex = Int32Array.from(rows);
     batch.globalTargetCount = globalTargetCount;
   }
-  return { rows: Int32Array.from(rows), counts, assignment, batch, globalProfile, globalRows: global.length, globalTargetCount, globalCandidates };
+  return {
+    rows: Int32Array.from(rows), counts, assignment, batch, globalProfile, globalRows: global.length, globalTargetCount,
+    // Only the in-batch loss reads them.
+    get globalCandidates() {
+      return (candidates ??= windowsDistinctTargets(data, global));
+    },
+  };
 }

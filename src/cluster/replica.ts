@@ -213,7 +213,7 @@ export class Replica {
     return scoped(this.gpu, async () => {
       // Training mode as in the Trainer: dropout masks follow (seed, step, global row), not the shard.
       const f = model.forward(batch, { train: true, step: stepIndex });
-      const next = model.nextTokenLoss(f.hidden, batch.targets, shard.globalTargetCount, shard.globalCandidates);
+      const next = model.nextTokenLoss(f.hidden, batch.targets, shard.globalTargetCount, model.config.head.loss === 'in-batch' ? shard.globalCandidates : undefined);
       let total = next;
       let contrastive: Tensor | null = null;
       if (contrastiveOn) {

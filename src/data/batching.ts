@@ -181,6 +181,16 @@ export function distinctTargets(targets: Iterable<number>): Int32Array {
   return Int32Array.from(new Set(targets)).filter((t) => t !== 0).sort();
 }
 
+/** The distinct targets of these windows, as `distinctTargets` of their batch's targets, without building the batch. */
+export function windowsDistinctTargets(data: PreparedData, windows: readonly Window[]): Int32Array {
+  const seen = new Set<number>();
+  for (const w of windows) {
+    const t = windowTargets(w);
+    for (let k = t.from; k < t.from + t.count; k++) seen.add(data.tokens[k]);
+  }
+  return distinctTargets(seen);
+}
+
 export function makeBatch(data: PreparedData, windows: readonly Window[], length: number, align: Align = 'right'): Batch {
   checkLength(length);
   const rows = windows.length;

@@ -38,8 +38,6 @@ export interface ModelBatch {
   globalTargetCount?: number;
   /** Each row's index in the global batch (dropout masks follow it); identity by default. */
   rowIndex?: Int32Array;
-  /** The global batch's distinct targets (in-batch negatives under data parallelism); these rows' own by default. */
-  globalCandidates?: Int32Array;
 }
 
 /** Training mode turns dropout on; its masks are a function of (seed, step, site, global row). */
@@ -282,7 +280,7 @@ export class PantherModel {
   }
 
   lossOf(batch: ModelBatch, f: ForwardResult): LossParts {
-    const next = this.nextTokenLoss(f.hidden, batch.targets, batch.globalTargetCount, batch.globalCandidates);
+    const next = this.nextTokenLoss(f.hidden, batch.targets, batch.globalTargetCount);
     if (!this.profileEnabled || !f.profile || this.config.profile.contrastiveWeight === 0) {
       return { total: next, next, contrastive: null };
     }
