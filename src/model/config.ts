@@ -14,6 +14,8 @@ export const ModelSchema = z
         dilations: z.array(z.number().int().min(1).max(16)).max(6).default([1, 2, 4, 8])
           .describe('one causal convolution per dilation, summed; [] = no convolutions (the prototypes match the block input)'),
         depthwise: z.boolean().default(true).describe('per-channel convolutions (paper) or full ones'),
+        residual: z.boolean().default(false)
+          .describe("the convolutions add to their input, x + gelu(conv x), as in the authors' released code; without it the SPRM sees gelu(conv x) alone"),
         prototypes: z.number().int().min(0).max(1024).default(32).describe('0 = no prototype matching (the convolutions alone)'),
         matching: z.enum(['cosine', 'scaled-dot']).default('cosine')
           .describe("prototype matching: cosine similarity over the temperature (the paper), or a dot product over sqrt(dModel) with layer-normed prototypes (the authors' released code)"),

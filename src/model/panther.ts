@@ -138,7 +138,7 @@ class Block {
           const y = dilatedConv(events, this.convW[i], this.convB[i], { kernelSize: c.sprm.kernelSize, dilation, depthwise: c.sprm.depthwise });
           local = local ? add(local, y) : y;
         });
-        l = gelu(local!);
+        l = c.sprm.residual ? add(events, gelu(local!)) : gelu(local!);
       }
       let fused = l;
       if (this.prototypes) {

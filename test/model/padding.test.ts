@@ -44,7 +44,7 @@ describe('model outputs do not depend on padding', () => {
     panther: { dilations: [1, 2, 4], prototypes: 4 },
     'panther, convolutions only': { dilations: [1, 2, 4], prototypes: 0 },
     'panther, prototypes only': { dilations: [], prototypes: 4 },
-    "panther, the authors' released SPRM (one full convolution, scaled-dot matching)": { dilations: [1], depthwise: false, prototypes: 4, matching: 'scaled-dot' },
+    "panther, the authors' released SPRM (one residual full convolution, scaled-dot matching)": { dilations: [1], depthwise: false, residual: true, prototypes: 4, matching: 'scaled-dot' },
     transformer: null,
   };
   for (const [variant, sprm] of Object.entries(variants)) {
