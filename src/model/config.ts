@@ -20,6 +20,8 @@ export const ModelSchema = z
         matching: z.enum(['cosine', 'scaled-dot']).default('cosine')
           .describe("prototype matching: cosine similarity over the temperature (the paper), or a dot product over sqrt(dModel) with layer-normed prototypes (the authors' released code)"),
         temperature: z.number().positive().default(0.1).describe('of cosine matching'),
+        merge: z.enum(['mean', 'sum']).default('mean')
+          .describe('how a block adds attention and SPRM to its residual stream: their mean (the paper), or both at full weight, attention as in the plain transformer'),
       })
       .refine((s) => !s.enabled || s.dilations.length > 0 || s.prototypes > 0, {
         message: 'an enabled SPRM needs convolutions (dilations) or prototypes; to turn it off, set enabled: false',

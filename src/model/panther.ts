@@ -120,7 +120,7 @@ class Block {
     }
   }
 
-  /** x [B, L, d] -> [B, L, d]. The SPRM reads the same normed input as attention, and the block adds their mean. */
+  /** x [B, L, d] -> [B, L, d]. The SPRM reads the same normed input as attention, and the block adds their mean (or sum). */
   forward(x: Tensor, keyMask: Tensor, eventMask: Tensor | null, weights: Tensor[], drop: Dropper, site: number): Tensor {
     const c = this.c;
     const h = layerNorm(x, this.ln1g, this.ln1b);
@@ -149,7 +149,7 @@ class Block {
         fused = add(l, out);
       }
       const s = drop(this.sprmOut.forward(fused), site + 1);
-      mixed = axpby(a, s, 0.5, 0.5);
+      mixed = c.sprm.merge === 'sum' ? add(a, s) : axpby(a, s, 0.5, 0.5);
     } else {
       mixed = a;
     }

@@ -9,8 +9,12 @@ import { modelShapeOf } from '../../src/train/trainer.js';
 import { useGpu } from '../support/gpu.js';
 import { maxRelError } from '../support/numeric.js';
 
-/** The residual SPRM convolution (the authors' released code): the SPRM reads x + gelu(conv x). */
-describe('residual SPRM convolutions', () => {
+/**
+ * Options of the SPRM, each checked against a model it reduces to when some of its weights
+ * are zero: residual convolutions (the authors' released code, the SPRM reads x + gelu(conv x))
+ * and the sum of attention and SPRM in a block (instead of their mean).
+ */
+describe('SPRM options', () => {
   const gpu = useGpu();
   let data: PreparedData;
   const L = 24;
@@ -32,11 +36,11 @@ describe('residual SPRM convolutions', () => {
     return values;
   }
 
-  /** Gives `model` the parameters of `from` where the names agree, zeros to the convolutions. */
-  async function copyInto(model: PantherModel, from: PantherModel): Promise<void> {
+  /** Gives `model` the parameters of `from` where the names agree, zeros to those whose name has `zero`. */
+  async function copyInto(model: PantherModel, from: PantherModel, zero: string): Promise<void> {
     for (const p of model.parameters()) {
       const name = p.name ?? '';
-      if (name.includes('.sprm.conv')) p.write(new Float32Array(p.size));
+      if (name.includes(zero)) p.write(new Float32Array(p.size));
       else p.write(await from.parameters().find((q) => q.name === name)!.readF32());
     }
   }
@@ -45,12 +49,25 @@ describe('residual SPRM convolutions', () => {
     const plain = build({ dilations: [] });
     const expected = await scores(plain);
     const residual = build({ dilations: [1, 2], residual: true });
-    await copyInto(residual, plain);
+    await copyInto(residual, plain, '.sprm.conv');
     expect(maxRelError(await scores(residual), expected)).toBeLessThan(1e-5);
     // The control: the same zero convolutions without the residual leave the prototypes gelu(0) = 0 to match.
     const bare = build({ dilations: [1, 2], residual: false });
-    await copyInto(bare, plain);
+    await copyInto(bare, plain, '.sprm.conv');
     expect(maxRelError(await scores(bare), expected)).toBeGreaterThan(1e-2);
     for (const m of [plain, residual, bare]) m.dispose();
+  });
+
+  it('with a zero SPRM output, the sum of attention and SPRM is the plain transformer; their mean is not', async () => {
+    const transformer = build({ enabled: false });
+    const expected = await scores(transformer);
+    const sum = build({ dilations: [1, 2], merge: 'sum' });
+    await copyInto(sum, transformer, '.sprm.');
+    expect(maxRelError(await scores(sum), expected)).toBeLessThan(1e-5);
+    // The control: the mean halves attention.
+    const mean = build({ dilations: [1, 2], merge: 'mean' });
+    await copyInto(mean, transformer, '.sprm.');
+    expect(maxRelError(await scores(mean), expected)).toBeGreaterThan(1e-2);
+    for (const m of [transformer, sum, mean]) m.dispose();
   });
 });
