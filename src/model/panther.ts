@@ -138,7 +138,8 @@ class Block {
           const y = dilatedConv(events, this.convW[i], this.convB[i], { kernelSize: c.sprm.kernelSize, dilation, depthwise: c.sprm.depthwise });
           local = local ? add(local, y) : y;
         });
-        l = c.sprm.residual ? add(events, gelu(local!)) : gelu(local!);
+        const conv = gelu(local!);
+        l = c.sprm.residual ? add(events, conv) : conv;
       }
       let fused = l;
       if (this.prototypes) {
@@ -149,7 +150,8 @@ class Block {
         fused = add(l, out);
       }
       const s = drop(this.sprmOut.forward(fused), site + 1);
-      mixed = c.sprm.merge === 'sum' ? add(a, s) : axpby(a, s, 0.5, 0.5);
+      const w = c.sprm.merge === 'sum' ? 1 : 0.5;
+      mixed = axpby(a, s, w, w);
     } else {
       mixed = a;
     }
