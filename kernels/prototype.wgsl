@@ -1,14 +1,18 @@
-// Prototype matching (the SPRM's prototype step). Rows x_n [N, D], prototypes p_k [K, D]:
-//   c_nk = x_n . p_k / (max(|x_n|, EPS) max(|p_k|, EPS)),  w_n = softmax_k(c_nk / temperature),
-//   out_n = sum_k w_nk p_k.
-// With cosine = 0 the scores are plain dot products, c_nk = x_n . p_k (the released code's
-// scaled dot product over layer-normed prototypes; the caller passes 1 / sqrt(D) as invTemp).
-// prototype_inv_norms computes 1 / max(|p_k|, EPS) once; prototype_match then runs one
-// invocation per TR rows. Prototype values are uniform loads, each serving TR rows and TB
-// prototypes (or TB output columns) held in registers. A row's K scores live in its row of
-// `weights`: no private array sized by K, which on CPU adapters spills to slow scratch.
+// Prototype matching (the SPRM's prototype step). Rows x_n [N, H * D] in H heads of width D,
+// key prototypes p_k and value prototypes v_k [K, H * D] (the values are the keys themselves
+// unless the caller passes others). Per head h, with x_nh, p_kh, v_kh the head's slices:
+//   c_nhk = x_nh . p_kh / (max(|x_nh|, EPS) max(|p_kh|, EPS)),  w_nh = softmax_k(c_nhk / temperature),
+//   out_nh = sum_k w_nhk v_kh.
+// With cosine = 0 the scores are plain dot products, c_nhk = x_nh . p_kh (the released code's
+// scaled dot product, or cross-attention to the prototypes; the caller passes 1 / sqrt(D) as
+// invTemp). Rows are RS = H * D floats apart; weights are [N, H, K].
+// prototype_inv_norms computes 1 / max(|p_kh|, EPS) once; prototype_match then runs one
+// invocation per TR rows of one head (workgroups z over heads). Prototype values are uniform
+// loads, each serving TR rows and TB prototypes (or TB output columns) held in registers. A
+// row's K scores live in its row of `weights`: no private array sized by K, which on CPU
+// adapters spills to slow scratch.
 
-struct Params { N: u32, D: u32, K: u32, invTemp: f32, cosine: u32 }
+struct Params { N: u32, D: u32, K: u32, H: u32, RS: u32, invTemp: f32, cosine: u32 }
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> protos: array<f32>;
 
@@ -27,35 +31,41 @@ fn row_index(gid: vec3u, nwg: vec3u) -> u32 {
 
 @group(0) @binding(2) var<storage, read_write> pInvOut: array<f32>;
 
+// One invocation per (head, prototype): pInv[h * K + k].
 @compute @workgroup_size(WG)
 fn prototype_inv_norms(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
-  let k = row_index(gid, nwg);
-  if (k >= p.K) { return; }
+  let i = row_index(gid, nwg);
+  if (i >= p.H * p.K) { return; }
   // Dot-product scores: a unit scale, no norm to compute.
   if (p.cosine == 0u) {
-    pInvOut[k] = 1.0;
+    pInvOut[i] = 1.0;
     return;
   }
+  let at = (i % p.K) * p.RS + (i / p.K) * p.D;
   var ss = 0.0;
   for (var d = 0u; d < p.D; d++) {
-    let v = protos[k * p.D + d];
+    let v = protos[at + d];
     ss = fma(v, v, ss);
   }
-  pInvOut[k] = 1.0 / max(sqrt(ss), EPS);
+  pInvOut[i] = 1.0 / max(sqrt(ss), EPS);
 }
 
-@group(0) @binding(2) var<storage, read> x: array<f32>;
-@group(0) @binding(3) var<storage, read> pInv: array<f32>;
-@group(0) @binding(4) var<storage, read_write> out: array<f32>;
-@group(0) @binding(5) var<storage, read_write> weights: array<f32>;
+@group(0) @binding(2) var<storage, read> vals: array<f32>;
+@group(0) @binding(3) var<storage, read> x: array<f32>;
+@group(0) @binding(4) var<storage, read> pInv: array<f32>;
+@group(0) @binding(5) var<storage, read_write> out: array<f32>;
+@group(0) @binding(6) var<storage, read_write> weights: array<f32>;
 
-// Workgroup g owns rows [g * WG * TR, +WG * TR); lane l the TR rows l, l + WG, ... of that
-// block, so each prototype value loaded serves TR rows and TB prototypes (or TB columns).
+// Workgroup (g, z) owns rows [g * WG * TR, +WG * TR) of head z; lane l the TR rows l, l + WG,
+// ... of that block, so each prototype value loaded serves TR rows and TB prototypes (or TB
+// columns).
 @compute @workgroup_size(WG)
 fn prototype_match(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
                    @builtin(local_invocation_index) lane: u32) {
   let first = (wid.x + wid.y * nwg.x) * WG * TR + lane;
   if (first >= p.N) { return; }
+  let h = wid.z;
+  let hOff = h * p.D;
   // Rows past N read the lane's first row (its own, always real); only real rows are written.
   var xBase: array<u32, MAX_TR>;
   var wBase: array<u32, MAX_TR>;
@@ -64,8 +74,9 @@ fn prototype_match(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) n
   for (var r = 0u; r < TR; r++) {
     let n = first + r * WG;
     live[r] = n < p.N;
-    xBase[r] = select(first, n, live[r]) * p.D;
-    wBase[r] = select(first, n, live[r]) * p.K;
+    let row = select(first, n, live[r]);
+    xBase[r] = row * p.RS + hOff;
+    wBase[r] = (row * p.H + h) * p.K;
     scale[r] = p.invTemp;
     if (p.cosine != 0u) {
       var ss = 0.0;
@@ -84,7 +95,7 @@ fn prototype_match(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) n
   for (var r = 0u; r < TR; r++) { m[r] = -3.4e38; }
   for (var k0 = 0u; k0 < p.K; k0 += TB) {
     var prow: array<u32, MAX_TB>;
-    for (var j = 0u; j < TB; j++) { prow[j] = min(k0 + j, p.K - 1u) * p.D; }
+    for (var j = 0u; j < TB; j++) { prow[j] = min(k0 + j, p.K - 1u) * p.RS + hOff; }
     var acc = array<array<f32, MAX_TB>, MAX_TR>();
     for (var d = 0u; d < p.D; d++) {
       var pv: array<f32, MAX_TB>;
@@ -99,7 +110,7 @@ fn prototype_match(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) n
     for (var r = 0u; r < TR; r++) {
       var blockMax = m[r];
       for (var j = 0u; j < TB; j++) {
-        acc[r][j] *= scale[r] * pInv[min(k0 + j, p.K - 1u)];
+        acc[r][j] *= scale[r] * pInv[h * p.K + min(k0 + j, p.K - 1u)];
         if (j < kEnd) { blockMax = max(blockMax, acc[r][j]); }
       }
       z[r] *= exp(m[r] - blockMax);
@@ -117,14 +128,15 @@ fn prototype_match(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) n
     let invZ = 1.0 / z[r];
     for (var k = 0u; k < p.K; k++) { weights[wBase[r] + k] = exp(weights[wBase[r] + k] - m[r]) * invZ; }
   }
-  // Mixture, TB output columns at a time (columns past D repeat D-1 and are not stored).
+  // Mixture of the values, TB output columns at a time (columns past D repeat D-1 and are not
+  // stored).
   for (var d0 = 0u; d0 < p.D; d0 += TB) {
     var cols: array<u32, MAX_TB>;
-    for (var j = 0u; j < TB; j++) { cols[j] = min(d0 + j, p.D - 1u); }
+    for (var j = 0u; j < TB; j++) { cols[j] = hOff + min(d0 + j, p.D - 1u); }
     var acc = array<array<f32, MAX_TB>, MAX_TR>();
     for (var k = 0u; k < p.K; k++) {
       var pv: array<f32, MAX_TB>;
-      for (var j = 0u; j < TB; j++) { pv[j] = protos[k * p.D + cols[j]]; }
+      for (var j = 0u; j < TB; j++) { pv[j] = vals[k * p.RS + cols[j]]; }
       for (var r = 0u; r < TR; r++) {
         let w = weights[wBase[r] + k];
         for (var j = 0u; j < TB; j++) { acc[r][j] = fma(w, pv[j], acc[r][j]); }

@@ -63,15 +63,26 @@ function convCase(depthwise: boolean, B: number, L: number, C: number, K: number
   );
 }
 
-function prototypeCase(N: number, D: number, K: number, withBackward: boolean): BenchCase {
-  // Forward: scores and mixture, 2 N K D each. Backward: scores, dw and dx per row (3 x),
-  // and the two-term sum over rows for dP (2 x).
+/**
+ * Prototype matching; with `heads`, cross-attention to the prototypes: per-head dot products and
+ * separate value prototypes.
+ */
+function prototypeCase(N: number, D: number, K: number, withBackward: boolean, heads = 1): BenchCase {
+  // Forward: scores and mixture, 2 N K D each (over all heads). Backward: scores, dw and dx per
+  // row (3 x), and the two-term sum over rows for dP (and dV) (2 x).
   const flops = 2 * N * K * D * (withBackward ? 7 : 2);
-  const bytes = 4 * (2 * N * D + K * D + N * K) * (withBackward ? 3 : 1);
+  const attention = heads > 1;
+  const bytes = 4 * (2 * N * D + (attention ? 2 : 1) * K * D + N * heads * K) * (withBackward ? 3 : 1);
   return sprmCase(
-    'prototypeMatch', `N${N} D${D} K${K} ${withBackward ? 'fwd+bwd' : 'fwd'}`, flops, bytes, withBackward,
-    (gpu) => [tensorFrom(gpu, benchData(N * D, 4), [N, D]), tensorFrom(gpu, benchData(K * D, 5), [K, D])],
-    ([x, p]) => prototypeMatch(x, p, { temperature: 0.1 }).out,
+    'prototypeMatch', `N${N} D${D} K${K}${attention ? ` heads${heads} values` : ''} ${withBackward ? 'fwd+bwd' : 'fwd'}`, flops, bytes, withBackward,
+    (gpu) => [
+      tensorFrom(gpu, benchData(N * D, 4), [N, D]),
+      tensorFrom(gpu, benchData(K * D, 5), [K, D]),
+      ...(attention ? [tensorFrom(gpu, benchData(K * D, 6), [K, D])] : []),
+    ],
+    ([x, p, v]) => (attention
+      ? prototypeMatch(x, p, { temperature: Math.sqrt(D / heads), similarity: 'dot', heads, values: v })
+      : prototypeMatch(x, p, { temperature: 0.1 })).out,
   );
 }
 
@@ -83,5 +94,7 @@ export function sprmCases(): BenchCase[] {
     convCase(true, 8, 512, 64, 3, 2, true),
     prototypeCase(4096, 64, 64, false),
     prototypeCase(4096, 64, 64, true),
+    prototypeCase(4096, 64, 64, false, 2),
+    prototypeCase(4096, 64, 64, true, 2),
   ];
 }

@@ -17,8 +17,8 @@ export const ModelSchema = z
         residual: z.boolean().default(false)
           .describe("the convolutions add to their input, x + gelu(conv x), as in the authors' released code; without it the SPRM sees gelu(conv x) alone"),
         prototypes: z.number().int().min(0).max(1024).default(32).describe('0 = no prototype matching (the convolutions alone)'),
-        matching: z.enum(['cosine', 'scaled-dot']).default('cosine')
-          .describe("prototype matching: cosine similarity over the temperature (the paper), or a dot product over sqrt(dModel) with layer-normed prototypes (the authors' released code)"),
+        matching: z.enum(['cosine', 'scaled-dot', 'attention']).default('cosine')
+          .describe("prototype matching: cosine similarity over the temperature (the paper), a dot product over sqrt(dModel) with layer-normed prototypes (the authors' simplified code), or multi-head cross-attention from a query projection of the local features to key prototypes, mixing separate value prototypes (the paper's cross-attention)"),
         temperature: z.number().positive().default(0.1).describe('of cosine matching'),
         merge: z.enum(['mean', 'sum']).default('mean')
           .describe('how a block adds attention and SPRM to its residual stream: their mean (the paper), or both at full weight, attention as in the plain transformer'),

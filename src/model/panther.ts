@@ -12,7 +12,7 @@ import { add, axpby, mul, reshape, scale } from '../tensor/ops/elementwise.js';
 import { embedding } from '../tensor/ops/embedding.js';
 import { gelu } from '../tensor/ops/gelu.js';
 import { layerNorm } from '../tensor/ops/layernorm.js';
-import { transpose } from '../tensor/ops/matmul.js';
+import { matmul, transpose } from '../tensor/ops/matmul.js';
 import { prototypeMatch } from '../tensor/ops/prototype.js';
 import { noGrad } from '../tensor/tape.js';
 import { tensorFrom, tidy, type Tensor } from '../tensor/tensor.js';
@@ -76,6 +76,8 @@ class Block {
   readonly prototypes: Tensor | null = null;
   /** LayerNorm of the prototypes under scaled-dot matching. */
   readonly protoNorm: { g: Tensor; b: Tensor } | null = null;
+  /** Cross-attention matching: the query projection and the value prototypes (the keys are `prototypes`). */
+  readonly protoAttention: { query: Linear; values: Tensor } | null = null;
   readonly sprmOut: Linear | null = null;
   readonly ln2g: Tensor | null = null;
   readonly ln2b: Tensor | null = null;
@@ -107,6 +109,12 @@ class Block {
           this.protoNorm = {
             g: store.create(`${name}.sprm.prototypes_norm.weight`, [d], { kind: 'constant', value: 1 }),
             b: store.create(`${name}.sprm.prototypes_norm.bias`, [d], { kind: 'constant', value: 0 }),
+          };
+        }
+        if (c.sprm.matching === 'attention') {
+          this.protoAttention = {
+            query: new Linear(store, `${name}.sprm.prototype_query`, d, d),
+            values: store.create(`${name}.sprm.prototype_values`, [c.sprm.prototypes, d], { kind: 'normal', std: 0.5 }),
           };
         }
       }
@@ -143,9 +151,7 @@ class Block {
       }
       let fused = l;
       if (this.prototypes) {
-        const { out, weights: w } = this.protoNorm
-          ? prototypeMatch(l, layerNorm(this.prototypes, this.protoNorm.g, this.protoNorm.b), { temperature: Math.sqrt(c.dModel), similarity: 'dot' })
-          : prototypeMatch(l, this.prototypes, { temperature: c.sprm.temperature });
+        const { out, weights: w } = this.matchPrototypes(l, this.prototypes);
         weights.push(w);
         fused = add(l, out);
       }
@@ -161,6 +167,28 @@ class Block {
     }
     return y;
   }
+
+  /** The prototype step on the local features l [B, L, d]; weights [B * L, K] (for cross-attention, the heads' mean). */
+  private matchPrototypes(l: Tensor, prototypes: Tensor): { out: Tensor; weights: Tensor } {
+    const c = this.c;
+    if (this.protoNorm) {
+      return prototypeMatch(l, layerNorm(prototypes, this.protoNorm.g, this.protoNorm.b), { temperature: Math.sqrt(c.dModel), similarity: 'dot' });
+    }
+    if (!this.protoAttention) return prototypeMatch(l, prototypes, { temperature: c.sprm.temperature });
+    const H = c.heads;
+    const { out, weights } = prototypeMatch(this.protoAttention.query.forward(l), prototypes, {
+      temperature: Math.sqrt(c.dModel / H), similarity: 'dot', heads: H, values: this.protoAttention.values,
+    });
+    return { out, weights: H === 1 ? weights : headMean(weights) };
+  }
+}
+
+/** The mean over heads of weights [N, H, K], [N, K] (no tape: the weights are read, not trained through). */
+function headMean(weights: Tensor): Tensor {
+  const [N, H, K] = weights.shape;
+  const m = new Float32Array(H * K * K);
+  for (let h = 0; h < H; h++) for (let k = 0; k < K; k++) m[(h * K + k) * K + k] = 1 / H;
+  return noGrad(weights.gpu, () => matmul(reshape(weights, [N, H * K]), tensorFrom(weights.gpu, m, [H * K, K])));
 }
 
 /**

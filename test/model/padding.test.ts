@@ -45,6 +45,7 @@ describe('model outputs do not depend on padding', () => {
     'panther, convolutions only': { dilations: [1, 2, 4], prototypes: 0 },
     'panther, prototypes only': { dilations: [], prototypes: 4 },
     "panther, the authors' released SPRM (one residual full convolution, scaled-dot matching)": { dilations: [1], depthwise: false, residual: true, prototypes: 4, matching: 'scaled-dot' },
+    'panther, cross-attention to the prototypes': { dilations: [1, 2], residual: true, prototypes: 4, matching: 'attention' },
     transformer: null,
   };
   for (const [variant, sprm] of Object.entries(variants)) {
@@ -58,7 +59,9 @@ describe('model outputs do not depend on padding', () => {
       const names = model.parameters().map((p) => p.name ?? '');
       expect(names.some((n) => n.includes('.sprm.conv'))).toBe((sprm?.dilations.length ?? 0) > 0);
       expect(names.some((n) => n.endsWith('.sprm.prototypes'))).toBe((sprm?.prototypes ?? 0) > 0);
-      expect(names.some((n) => n.includes('.sprm.prototypes_norm'))).toBe(sprm !== null && 'matching' in sprm);
+      const matching = (sprm as { matching?: string } | null)?.matching;
+      expect(names.some((n) => n.includes('.sprm.prototypes_norm'))).toBe(matching === 'scaled-dot');
+      expect(names.some((n) => n.includes('.sprm.prototype_values'))).toBe(matching === 'attention');
       // Short windows (3..11 events) of different users, so the cut batch is 16 wide.
       const windows = trainingWindows(data, L).slice(0, 12).map((w, i) => ({ ...w, start: Math.max(w.start, w.end - 3 - (i % 9)) }));
       const cut = batchLength(windows, L);

@@ -12,7 +12,8 @@ import { maxRelError } from '../support/numeric.js';
 /**
  * Options of the SPRM, each checked against a model it reduces to when some of its weights
  * are zero: residual convolutions (the authors' released code, the SPRM reads x + gelu(conv x))
- * and the sum of attention and SPRM in a block (instead of their mean).
+ * the sum of attention and SPRM in a block (instead of their mean), and cross-attention to the
+ * prototypes (separate key and value prototypes).
  */
 describe('SPRM options', () => {
   const gpu = useGpu();
@@ -36,12 +37,16 @@ describe('SPRM options', () => {
     return values;
   }
 
-  /** Gives `model` the parameters of `from` where the names agree, zeros to those whose name has `zero`. */
+  /**
+   * Gives `model` the parameters of `from` where the names agree, zeros to those whose name has
+   * `zero`; parameters `from` does not have keep their own values.
+   */
   async function copyInto(model: PantherModel, from: PantherModel, zero: string): Promise<void> {
     for (const p of model.parameters()) {
       const name = p.name ?? '';
+      const source = from.parameters().find((q) => q.name === name);
       if (name.includes(zero)) p.write(new Float32Array(p.size));
-      else p.write(await from.parameters().find((q) => q.name === name)!.readF32());
+      else if (source) p.write(await source.readF32());
     }
   }
 
@@ -69,5 +74,36 @@ describe('SPRM options', () => {
     await copyInto(mean, transformer, '.sprm.');
     expect(maxRelError(await scores(mean), expected)).toBeGreaterThan(1e-2);
     for (const m of [transformer, sum, mean]) m.dispose();
+  });
+
+  it('with zero value prototypes, cross-attention to the prototypes adds nothing, as with no prototypes; with its values it does', async () => {
+    const plain = build({ dilations: [1, 2], prototypes: 0 });
+    const expected = await scores(plain);
+    const attention = build({ dilations: [1, 2], matching: 'attention' });
+    const names = attention.parameters().map((p) => p.name ?? '');
+    for (const part of ['.sprm.prototypes', '.sprm.prototype_values', '.sprm.prototype_query.weight']) expect(names.some((n) => n.endsWith(part)), part).toBe(true);
+    // The control first: the plain model's parameters, but the attention's own random values.
+    await copyInto(attention, plain, '.nothing.');
+    expect(maxRelError(await scores(attention), expected)).toBeGreaterThan(1e-2);
+    await copyInto(attention, plain, '.sprm.prototype_values');
+    expect(maxRelError(await scores(attention), expected)).toBeLessThan(1e-5);
+    for (const m of [plain, attention]) m.dispose();
+  });
+
+  it('cross-attention weights are per position a distribution over the prototypes (the mean over heads)', async () => {
+    const model = build({ dilations: [1], matching: 'attention' });
+    const batch = makeBatch(data, trainingWindows(data, L).slice(0, 4), L, 'right');
+    const w = tidy(model.gpu, () => model.forward(batch).prototypeWeights.map((t) => t.keep()));
+    expect(w.map((t) => t.shape)).toEqual([[4 * L, 4], [4 * L, 4]]);
+    for (const t of w) {
+      const v = await t.readF32();
+      for (let n = 0; n < 4 * L; n++) {
+        const row = Array.from(v.slice(n * 4, n * 4 + 4));
+        expect(row.every((x) => x > 0)).toBe(true);
+        expect(Math.abs(row.reduce((a, b) => a + b, 0) - 1)).toBeLessThan(1e-5);
+      }
+      t.dispose();
+    }
+    model.dispose();
   });
 });

@@ -13,6 +13,9 @@ interface ProtoCase {
   K: number;
   temperature: number;
   similarity?: 'cosine' | 'dot';
+  heads?: number;
+  /** Separate value prototypes (cross-attention to the prototypes). */
+  values?: boolean;
 }
 
 const cases: ProtoCase[] = [
@@ -26,21 +29,30 @@ const cases: ProtoCase[] = [
   { xShape: [37, 25], K: 7, temperature: 5, similarity: 'dot' },
   { xShape: [3, 100, 50], K: 64, temperature: Math.sqrt(50), similarity: 'dot' },
   { xShape: [37, 1], K: 2, temperature: 1, similarity: 'dot' },
+  { xShape: [37, 16], K: 5, temperature: 0.1, values: true },
+  { xShape: [37, 25], K: 7, temperature: 0.1, heads: 5 },
+  { xShape: [37, 24], K: 7, temperature: 2, similarity: 'dot', heads: 2, values: true },
+  { xShape: [3, 100, 64], K: 64, temperature: 4, similarity: 'dot', heads: 4, values: true },
+  { xShape: [1, 12], K: 1, temperature: 1, heads: 3, values: true },
 ];
 
 type Cotangent = 'out' | 'weights' | 'both';
 
 function dimsOf(c: ProtoCase): PrototypeRefDims {
   const D = c.xShape[c.xShape.length - 1];
-  return { N: c.xShape.reduce((a, b) => a * b, 1) / D, D, K: c.K, temperature: c.temperature, similarity: c.similarity };
+  return { N: c.xShape.reduce((a, b) => a * b, 1) / D, D, K: c.K, temperature: c.temperature, similarity: c.similarity, heads: c.heads };
 }
 
-/** Random rows (of five different norms) and prototypes. */
-function inputs(d: PrototypeRefDims, seed: number): { x: Float32Array; P: Float32Array } {
+/** Random rows (of five different norms), prototypes and (with `values`) value prototypes. */
+function inputs(d: PrototypeRefDims, seed: number, values = false): { x: Float32Array; P: Float32Array; V: Float32Array | undefined } {
   const x = randn(d.N * d.D, seed);
   for (let n = 0; n < d.N; n++) for (let i = 0; i < d.D; i++) x[n * d.D + i] *= 0.5 + (n % 5) * 0.5;
   const P = randn(d.K * d.D, seed + 1, 0.7);
-  return { x, P };
+  return { x, P, V: values ? randn(d.K * d.D, seed + 2) : undefined };
+}
+
+function weightsShape(d: PrototypeRefDims): number[] {
+  return (d.heads ?? 1) === 1 ? [d.N, d.K] : [d.N, d.heads!, d.K];
 }
 
 /**
@@ -62,35 +74,38 @@ const gpu = useGpu();
 describe('prototypeMatch', () => {
   for (const c of cases) {
     const d = dimsOf(c);
-    const label = `x [${c.xShape}] K${c.K} T${c.temperature.toPrecision(3)} ${c.similarity ?? 'cosine'}`;
+    const label = `x [${c.xShape}] K${c.K} T${c.temperature.toPrecision(3)} ${c.similarity ?? 'cosine'} heads ${c.heads ?? 1}${c.values ? ' values' : ''}`;
+    const H = c.heads ?? 1;
 
     it(`forward matches the reference: ${label}`, async () => {
       const g = gpu();
-      const { x, P } = inputs(d, d.N + d.K);
+      const { x, P, V } = inputs(d, d.N + d.K, c.values);
       const X = tensorFrom(g, x, c.xShape);
       const Pt = tensorFrom(g, P, [d.K, d.D]);
-      const { out, weights } = prototypeMatch(X, Pt, { temperature: c.temperature, similarity: c.similarity });
+      const Vt = V ? tensorFrom(g, V, [d.K, d.D]) : undefined;
+      const { out, weights } = prototypeMatch(X, Pt, { temperature: c.temperature, similarity: c.similarity, heads: c.heads, values: Vt });
       expect(out.shape).toEqual(c.xShape);
-      expect(weights.shape).toEqual([d.N, d.K]);
-      const ref = prototypeMatchRef(x, P, d);
+      expect(weights.shape).toEqual(weightsShape(d));
+      const ref = prototypeMatchRef(x, P, d, V);
       expect(maxRelError(await out.readF32(), ref.out)).toBeLessThan(1e-4);
       const w = await weights.readF32();
       expect(maxRelError(w, ref.weights)).toBeLessThan(1e-4);
-      if (d.K === 1) expect(Array.from(w)).toEqual(new Array(d.N).fill(1));
-      for (const t of [X, Pt, out, weights]) t.dispose();
+      if (d.K === 1) expect(Array.from(w)).toEqual(new Array(d.N * H).fill(1));
+      for (const t of [X, Pt, Vt, out, weights]) t?.dispose();
     });
 
     for (const cot of ['out', 'weights', 'both'] as Cotangent[]) {
       it(`GPU backward matches the reference, cotangent on ${cot}: ${label}`, async () => {
         const g = gpu();
-        const { x, P } = inputs(d, d.N + d.K);
+        const { x, P, V } = inputs(d, d.N + d.K, c.values);
         const gOut = cot === 'weights' ? null : randn(d.N * d.D, 7);
-        const gW = cot === 'out' ? null : randn(d.N * d.K, 8);
+        const gW = cot === 'out' ? null : randn(d.N * H * d.K, 8);
         const X = tensorFrom(g, x, c.xShape).requireGrad();
         const Pt = tensorFrom(g, P, [d.K, d.D]).requireGrad();
-        const { out, weights } = prototypeMatch(X, Pt, { temperature: c.temperature, similarity: c.similarity });
+        const Vt = V ? tensorFrom(g, V, [d.K, d.D]).requireGrad() : undefined;
+        const { out, weights } = prototypeMatch(X, Pt, { temperature: c.temperature, similarity: c.similarity, heads: c.heads, values: Vt });
         // The tape walks back from one tensor; seed the other output's gradient directly.
-        const owned: Tensor[] = [X, Pt, out, weights];
+        const owned: Tensor[] = [X, Pt, out, weights, ...(Vt ? [Vt] : [])];
         if (gOut && gW) {
           weights.grad = tensorFrom(g, gW, weights.shape);
           backward(out, tensorFrom(g, gOut, out.shape));
@@ -99,9 +114,14 @@ describe('prototypeMatch', () => {
         } else {
           backward(weights, tensorFrom(g, gW!, weights.shape));
         }
-        const ref = prototypeMatchBackwardRef(x, P, gOut, gW, d);
+        const ref = prototypeMatchBackwardRef(x, P, gOut, gW, d, V);
         expect(gradError(await X.grad!.readF32(), ref.dx)).toBeLessThan(1e-4);
         expect(gradError(await Pt.grad!.readF32(), ref.dP)).toBeLessThan(1e-4);
+        if (Vt) {
+          // Only the mixture reads the values: without a cotangent on it they get zeros.
+          if (gOut) expect(gradError(await Vt.grad!.readF32(), ref.dV!)).toBeLessThan(1e-4);
+          else expect(Vt.grad === null || (await Vt.grad.readF32()).every((v) => v === 0)).toBe(true);
+        }
         expect(X.grad!.shape).toEqual(c.xShape);
         expect(Pt.grad!.shape).toEqual([d.K, d.D]);
         for (const t of owned) t.dispose();
@@ -110,16 +130,23 @@ describe('prototypeMatch', () => {
   }
 
   it('reference backward matches finite differences of the reference forward', () => {
-    for (const c of [cases[1], cases[3], cases[5], { xShape: [5, 4], K: 3, temperature: 0.1 }, cases[7], { xShape: [5, 4], K: 3, temperature: 2, similarity: 'dot' } as ProtoCase]) {
+    const small: ProtoCase[] = [
+      { xShape: [5, 4], K: 3, temperature: 0.1 },
+      { xShape: [5, 4], K: 3, temperature: 2, similarity: 'dot' },
+      { xShape: [5, 6], K: 3, temperature: 0.3, heads: 3 },
+      { xShape: [5, 6], K: 4, temperature: 1, heads: 2, values: true },
+      { xShape: [5, 8], K: 4, temperature: 2, similarity: 'dot', heads: 2, values: true },
+    ];
+    for (const c of [cases[1], cases[3], cases[5], cases[7], cases[10], cases[12], ...small]) {
       const d = dimsOf(c);
-      const { x, P } = inputs(d, 31 + d.K);
+      const { x, P, V } = inputs(d, 31 + d.K, c.values);
       const gOut = randn(d.N * d.D, 32);
-      const gW = randn(d.N * d.K, 33);
-      const loss = (xv: ArrayLike<number>, Pv: ArrayLike<number>) => {
-        const r = prototypeMatchRef(xv, Pv, d);
+      const gW = randn(d.N * (c.heads ?? 1) * d.K, 33);
+      const loss = (xv: ArrayLike<number>, Pv: ArrayLike<number>, Vv: ArrayLike<number> | undefined = V) => {
+        const r = prototypeMatchRef(xv, Pv, d, Vv);
         return dot(gOut, r.out) + dot(gW, r.weights);
       };
-      const ref = prototypeMatchBackwardRef(x, P, gOut, gW, d);
+      const ref = prototypeMatchBackwardRef(x, P, gOut, gW, d, V);
       const pick = (n: number) => Array.from({ length: Math.min(n, 50) }, (_, i) => (i * 7919) % n);
       const ix = pick(x.length);
       const ip = pick(P.length);
@@ -127,6 +154,10 @@ describe('prototypeMatch', () => {
       const fdp = finiteDiff((v) => loss(x, v), P, 1e-6, ip);
       expect(gradError(ix.map((i) => ref.dx[i]), ix.map((i) => fdx[i]))).toBeLessThan(1e-6);
       expect(gradError(ip.map((i) => ref.dP[i]), ip.map((i) => fdp[i]))).toBeLessThan(1e-6);
+      if (V) {
+        const fdv = finiteDiff((v) => loss(x, P, v), V, 1e-6, ip);
+        expect(gradError(ip.map((i) => ref.dV![i]), ip.map((i) => fdv[i]))).toBeLessThan(1e-6);
+      }
     }
   });
 
@@ -152,22 +183,51 @@ describe('prototypeMatch', () => {
     expect(maxRelError([...dot1, ...dot3], prototypeMatchRef(x, P, d).weights)).toBeLessThan(1e-4);
   });
 
-  it('repeats forward and backward bit for bit (multi-chunk dP)', async () => {
+  it('repeats forward and backward bit for bit (multi-chunk dP and dV)', async () => {
     const g = gpu();
-    const d = dimsOf(cases[2]);
-    const { x, P } = inputs(d, 61);
-    const gOut = randn(d.N * d.D, 62);
-    const once = async () => {
+    for (const c of [cases[2], cases[13]]) {
+      const d = dimsOf(c);
+      const { x, P, V } = inputs(d, 61, c.values);
+      const gOut = randn(d.N * d.D, 62);
+      const once = async () => {
+        const X = tensorFrom(g, x, [d.N, d.D]).requireGrad();
+        const Pt = tensorFrom(g, P, [d.K, d.D]).requireGrad();
+        const Vt = V ? tensorFrom(g, V, [d.K, d.D]).requireGrad() : undefined;
+        const { out, weights } = prototypeMatch(X, Pt, { temperature: d.temperature, similarity: c.similarity, heads: c.heads, values: Vt });
+        backward(out, tensorFrom(g, gOut, out.shape));
+        const result = [await out.readF32(), await weights.readF32(), await X.grad!.readF32(), await Pt.grad!.readF32()];
+        if (Vt) result.push(await Vt.grad!.readF32());
+        for (const t of [X, Pt, Vt, out, weights]) t?.dispose();
+        return result;
+      };
+      const [a, b] = [await once(), await once()];
+      expect(a.length).toBe(V ? 5 : 4);
+      for (let i = 0; i < a.length; i++) expect(Buffer.from(b[i].buffer).equals(Buffer.from(a[i].buffer))).toBe(true);
+    }
+  });
+
+  it('values equal to the keys, passed apart, split the shared gradient into its key and value parts', async () => {
+    const g = gpu();
+    const d: PrototypeRefDims = { N: 300, D: 24, K: 6, temperature: 0.2, heads: 2 };
+    const { x, P } = inputs(d, 81);
+    const gOut = randn(d.N * d.D, 82);
+    const run = async (apart: boolean) => {
       const X = tensorFrom(g, x, [d.N, d.D]).requireGrad();
       const Pt = tensorFrom(g, P, [d.K, d.D]).requireGrad();
-      const { out, weights } = prototypeMatch(X, Pt, { temperature: d.temperature });
+      const Vt = apart ? tensorFrom(g, P, [d.K, d.D]).requireGrad() : Pt;
+      const { out, weights } = prototypeMatch(X, Pt, { temperature: d.temperature, heads: 2, values: Vt });
       backward(out, tensorFrom(g, gOut, out.shape));
-      const result = [await out.readF32(), await weights.readF32(), await X.grad!.readF32(), await Pt.grad!.readF32()];
-      for (const t of [X, Pt, out, weights]) t.dispose();
-      return result;
+      const r = { out: await out.readF32(), dx: await X.grad!.readF32(), dP: await Pt.grad!.readF32(), dV: apart ? await Vt.grad!.readF32() : null };
+      for (const t of new Set([X, Pt, Vt, out, weights])) t.dispose();
+      return r;
     };
-    const [a, b] = [await once(), await once()];
-    for (let i = 0; i < a.length; i++) expect(Buffer.from(b[i].buffer).equals(Buffer.from(a[i].buffer))).toBe(true);
+    const shared = await run(false);
+    const apart = await run(true);
+    expect(Array.from(apart.out)).toEqual(Array.from(shared.out));
+    expect(Array.from(apart.dx)).toEqual(Array.from(shared.dx));
+    // The value part alone is not the whole gradient: the keys' part is not zero.
+    expect(maxRelError(apart.dP, shared.dP)).toBeGreaterThan(1e-2);
+    expect(maxRelError(apart.dP.map((v, i) => v + apart.dV![i]), shared.dP)).toBeLessThan(1e-5);
   });
 
   it('zero and tiny rows and prototypes: clamped norms, uniform weights, finite gradients', async () => {
@@ -259,6 +319,10 @@ describe('prototypeMatch', () => {
     expect(codeOf(() => prototypeMatch(X, P, { temperature: Number.NaN }))).toBe('E_ARGUMENT');
     expect(codeOf(() => prototypeMatch(X, P, { temperature: 1e-40 }))).toBe('E_ARGUMENT');
     expect(codeOf(() => prototypeMatch(X, P, { temperature: 1, similarity: 'l2' as 'dot' }))).toBe('E_ARGUMENT');
+    expect(codeOf(() => prototypeMatch(X, P, { temperature: 1, heads: 3 }))).toBe('E_ARGUMENT');
+    expect(codeOf(() => prototypeMatch(X, P, { temperature: 1, heads: 0 }))).toBe('E_ARGUMENT');
+    expect(codeOf(() => prototypeMatch(X, P, { temperature: 1, values: P6 }))).toBe('E_SHAPE');
+    expect(() => prototypeMatch(X, P, { temperature: 1, heads: 3 })).toThrowError(/divides D = 8/);
     expect(codeOf(() => prototypeMatch(X, P6, { temperature: 1 }))).toBe('E_SHAPE');
     expect(codeOf(() => prototypeMatch(X, P3d, { temperature: 1 }))).toBe('E_SHAPE');
     expect(codeOf(() => prototypeMatch(X, P0, { temperature: 1 }))).toBe('E_SHAPE');
