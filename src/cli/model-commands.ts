@@ -189,7 +189,8 @@ function finishedRun(dir: string, model: ModelConfig): TrainSummary | null {
   const same = (a: ModelConfig, b: ModelConfig) => isDeepStrictEqual(JSON.parse(JSON.stringify(effectiveModelConfig(a))), JSON.parse(JSON.stringify(effectiveModelConfig(b))));
   if (!parsed.success || !same(parsed.data, model)) return null;
   const s = JSON.parse(readFileSync(summary, 'utf8')) as TrainSummary;
-  return s.test ? s : null;
+  // The checkpoint where the run is now: a run folder may have been moved or copied since.
+  return s.test ? { ...s, checkpoint: best } : null;
 }
 
 /**

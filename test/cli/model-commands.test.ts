@@ -1,5 +1,5 @@
 import { execFile } from 'node:child_process';
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { beforeAll, describe, expect, it } from 'vitest';
@@ -82,6 +82,13 @@ describe('pretrain, eval, inspect and tokenize commands', () => {
     const again = await cli('experiment', '--out', out, '--reuse');
     expect(again.stderr.match(/reusing the finished run/g)).toHaveLength(2);
     expect(JSON.parse(readFileSync(join(out, 'experiment.json'), 'utf8')).comparison).toEqual(report.comparison);
+    // Runs moved to another folder are found where they are now, not where they were trained.
+    const moved = join(dir, 'moved');
+    renameSync(out, moved);
+    const there = await cli('experiment', '--out', moved, '--reuse');
+    expect(there.stderr.match(/reusing the finished run/g)).toHaveLength(2);
+    expect(JSON.parse(readFileSync(join(moved, 'experiment.json'), 'utf8')).comparison).toEqual(report.comparison);
+    renameSync(moved, out);
 
     // An ablation of the SPRM trains PANTHER again; the baseline (SPRM off) is the same model.
     const ablation = await cli('--set', 'model.sprm.temperature=0.3', 'experiment', '--out', out, '--reuse');
