@@ -78,6 +78,8 @@ class Block {
   readonly protoNorm: { g: Tensor; b: Tensor } | null = null;
   /** Cross-attention matching: the query projection and the value prototypes (the keys are `prototypes`). */
   readonly protoAttention: { query: Linear; values: Tensor } | null = null;
+  /** [heads * K, K]: averages cross-attention weights over heads; made on first use, kept until dispose. */
+  private headAverage: Tensor | null = null;
   readonly sprmOut: Linear | null = null;
   readonly ln2g: Tensor | null = null;
   readonly ln2b: Tensor | null = null;
@@ -179,16 +181,25 @@ class Block {
     const { out, weights } = prototypeMatch(this.protoAttention.query.forward(l), prototypes, {
       temperature: Math.sqrt(c.dModel / H), similarity: 'dot', heads: H, values: this.protoAttention.values,
     });
-    return { out, weights: H === 1 ? weights : headMean(weights) };
+    return { out, weights: H === 1 ? weights : this.headMean(weights) };
   }
-}
 
-/** The mean over heads of weights [N, H, K], [N, K] (no tape: the weights are read, not trained through). */
-function headMean(weights: Tensor): Tensor {
-  const [N, H, K] = weights.shape;
-  const m = new Float32Array(H * K * K);
-  for (let h = 0; h < H; h++) for (let k = 0; k < K; k++) m[(h * K + k) * K + k] = 1 / H;
-  return noGrad(weights.gpu, () => matmul(reshape(weights, [N, H * K]), tensorFrom(weights.gpu, m, [H * K, K])));
+  /** The mean over heads of weights [N, H, K], [N, K] (no tape: the weights are read, not trained through). */
+  private headMean(weights: Tensor): Tensor {
+    const [N, H, K] = weights.shape;
+    if (!this.headAverage) {
+      const m = new Float32Array(H * K * K);
+      for (let h = 0; h < H; h++) for (let k = 0; k < K; k++) m[(h * K + k) * K + k] = 1 / H;
+      this.headAverage = tensorFrom(weights.gpu, m, [H * K, K]).keep();
+    }
+    const average = this.headAverage;
+    return noGrad(weights.gpu, () => matmul(reshape(weights, [N, H * K]), average));
+  }
+
+  dispose(): void {
+    this.headAverage?.dispose();
+    this.headAverage = null;
+  }
 }
 
 /**
@@ -386,6 +397,7 @@ export class PantherModel {
   }
 
   dispose(): void {
+    for (const block of this.blocks) block.dispose();
     this.store.dispose();
   }
 }
