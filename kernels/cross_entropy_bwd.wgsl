@@ -3,9 +3,9 @@
 // for rows that count, 0 for ignored rows. g (the loss cotangent) and count (rows that
 // count, 0 allowed) are read on the GPU. One workgroup per row, lanes over columns strided
 // by WG (contiguous across lanes, no per-element division); ce_backward4 works on vec4
-// columns when V % 4 == 0.
+// columns when the row stride is a multiple of 4. Padding columns V .. stride - 1 get 0.
 
-struct Params { N: u32, V: u32, ignoreIndex: i32 }
+struct Params { N: u32, V: u32, ignoreIndex: i32, stride: u32 }
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(2) var<storage, read> targets: array<i32>;
 @group(0) @binding(3) var<storage, read> rowLse: array<f32>;
@@ -28,10 +28,10 @@ fn rowTarget(row: u32) -> i32 {
 fn ce_backward(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) lane: u32) {
   let row = wid.x + wid.y * nwg.x;
   if (row >= p.N) { return; }
-  let base = row * p.V;
+  let base = row * p.stride;
   let t = rowTarget(row);
   if (t < 0) {
-    for (var j = lane; j < p.V; j += WG) { dlogits[base + j] = 0.0; }
+    for (var j = lane; j < p.stride; j += WG) { dlogits[base + j] = 0.0; }
     return;
   }
   let scale = gout[0] / max(count[0], 1.0);
@@ -40,6 +40,7 @@ fn ce_backward(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: 
     let prob = exp(logits[base + j] - lse);
     dlogits[base + j] = select(prob, prob - 1.0, j == u32(t)) * scale;
   }
+  for (var j = p.V + lane; j < p.stride; j += WG) { dlogits[base + j] = 0.0; }
 }
 
 @group(0) @binding(1) var<storage, read> logits4: array<vec4f>;
@@ -49,18 +50,26 @@ fn ce_backward(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: 
 fn ce_backward4(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) lane: u32) {
   let row = wid.x + wid.y * nwg.x;
   if (row >= p.N) { return; }
-  let V4 = p.V / 4u;
-  let base = row * V4;
+  let S4 = p.stride / 4u;
+  let base = row * S4;
   let t = rowTarget(row);
   if (t < 0) {
-    for (var j = lane; j < V4; j += WG) { dlogits4[base + j] = vec4f(0.0); }
+    for (var j = lane; j < S4; j += WG) { dlogits4[base + j] = vec4f(0.0); }
     return;
   }
   let scale = gout[0] / max(count[0], 1.0);
   let lse = rowLse[row];
   let onehot = vec4u(u32(t)) - vec4u(0u, 1u, 2u, 3u);
+  let V4 = p.V / 4u;
   for (var j = lane; j < V4; j += WG) {
     let prob = exp(logits4[base + j] - lse);
     dlogits4[base + j] = (prob - select(vec4f(0.0), vec4f(1.0), onehot == vec4u(4u * j))) * scale;
+  }
+  // The vec4 holding the last columns and padding, then whole padding vec4s: 0 past V.
+  for (var j = V4 + lane; j < S4; j += WG) {
+    let inside = vec4u(4u * j) + vec4u(0u, 1u, 2u, 3u) < vec4u(p.V);
+    let prob = exp(logits4[base + j] - lse);
+    let d = (prob - select(vec4f(0.0), vec4f(1.0), onehot == vec4u(4u * j))) * scale;
+    dlogits4[base + j] = select(vec4f(0.0), d, inside);
   }
 }

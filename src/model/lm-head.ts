@@ -1,8 +1,8 @@
 import { PantherError } from '../errors.js';
-import { CE_BACKWARD, CE_BACKWARD4, crossEntropyRows } from '../tensor/ops/cross_entropy.js';
+import { crossEntropyBackward, crossEntropyRows } from '../tensor/ops/cross_entropy.js';
 import { axpyInPlace, fillInPlace } from '../tensor/ops/elementwise.js';
 import { embedding } from '../tensor/ops/embedding.js';
-import { matmul } from '../tensor/ops/matmul.js';
+import { matmul, relayoutRaw } from '../tensor/ops/matmul.js';
 import { maskedMean } from '../tensor/ops/reduce.js';
 import { copyRowsInto } from '../tensor/ops/rows.js';
 import { isRecording, noGrad, record } from '../tensor/tape.js';
@@ -14,8 +14,12 @@ const CHUNK_BYTES = 32 * 1024 * 1024;
 /** Targets equal to 0 (<pad>) are positions with nothing to predict. */
 export const IGNORE_TARGET = 0;
 
+const roundUp4 = (n: number) => Math.ceil(n / 4) * 4;
+
+/** Rows per chunk of logits [rows, V] under the size limit: a multiple of 4 (at least 4). */
 function chunkRows(N: number, V: number, maxBinding: number): number {
-  return Math.max(1, Math.min(N, Math.floor(Math.min(CHUNK_BYTES, maxBinding) / (4 * V))));
+  const fit = Math.floor(Math.min(CHUNK_BYTES, maxBinding) / (4 * V));
+  return Math.max(4, Math.min(roundUp4(N), Math.floor(fit / 4) * 4));
 }
 
 /**
@@ -44,26 +48,42 @@ export function lmHeadLoss(h: Tensor, W: Tensor, targets: Int32Array, opts: { no
     return lmHeadLoss(embedding(h, rows, [valid]), W, Int32Array.from(rows, (i) => targets[i]), opts);
   }
   const gpu = h.gpu;
-  const rowsPer = opts.chunkRows ?? chunkRows(N, V, gpu.maxStorageBinding);
-  const chunks: { start: number; count: number; targets: Int32Array }[] = [];
+  const d = h.shape[1];
+  // The matmuls and the cross-entropy run on vec4-aligned shapes: chunks of a multiple of 4
+  // rows (zero rows that predict nothing) against the head padded to Vp columns (zeros, not
+  // read as classes). Unaligned [rows, V] logits would be copied into aligned ones and back
+  // on every matmul, the step's biggest copies.
+  const Vp = roundUp4(V);
+  const rowsPer = roundUp4(opts.chunkRows ?? chunkRows(N, Vp, gpu.maxStorageBinding));
+  const chunks: { start: number; count: number; rows: number; targets: Int32Array }[] = [];
   for (let start = 0; start < N; start += rowsPer) {
     const count = Math.min(rowsPer, N - start);
-    chunks.push({ start, count, targets: targets.subarray(start, start + count) });
+    const padded = new Int32Array(roundUp4(count)).fill(IGNORE_TARGET);
+    padded.set(targets.subarray(start, start + count));
+    chunks.push({ start, count, rows: padded.length, targets: padded });
   }
+  const paddedHead = () => (Vp === V ? W : relayoutRaw(W, 1, d, V, { dstCols: Vp }).view([d, Vp]));
+  const chunkInput = (c: (typeof chunks)[number]) => {
+    const hc = empty(gpu, [c.rows, d]);
+    if (c.rows !== c.count) fillInPlace(hc, 0);
+    copyRowsInto(h, hc, { rows: c.count, srcOffset: c.start });
+    return hc;
+  };
   const lossRows = empty(gpu, [N, 1]);
   const weightRows = empty(gpu, [N, 1]);
   const lseRows = empty(gpu, [N, 1]).keep();
   noGrad(gpu, () => {
-    for (const c of chunks) {
-      tidy(gpu, () => {
-        const hc = empty(gpu, [c.count, h.shape[1]]);
-        copyRowsInto(h, hc, { rows: c.count, srcOffset: c.start });
-        const r = crossEntropyRows(matmul(hc, W), c.targets, { ignoreIndex: IGNORE_TARGET });
-        copyRowsInto(r.loss.view([c.count, 1]), lossRows, { rows: c.count, dstOffset: c.start });
-        copyRowsInto(r.weight.view([c.count, 1]), weightRows, { rows: c.count, dstOffset: c.start });
-        copyRowsInto(r.lse.view([c.count, 1]), lseRows, { rows: c.count, dstOffset: c.start });
-      });
-    }
+    tidy(gpu, () => {
+      const Wp = paddedHead();
+      for (const c of chunks) {
+        tidy(gpu, () => {
+          const r = crossEntropyRows(matmul(chunkInput(c), Wp), c.targets, { ignoreIndex: IGNORE_TARGET, classes: V });
+          copyRowsInto(r.loss.view([c.rows, 1]), lossRows, { rows: c.count, dstOffset: c.start });
+          copyRowsInto(r.weight.view([c.rows, 1]), weightRows, { rows: c.count, dstOffset: c.start });
+          copyRowsInto(r.lse.view([c.rows, 1]), lseRows, { rows: c.count, dstOffset: c.start });
+        });
+      }
+    });
   });
   const { mean, weightSum } = maskedMean(lossRows, weightRows);
   lossRows.dispose();
@@ -86,29 +106,29 @@ export function lmHeadLoss(h: Tensor, W: Tensor, targets: Int32Array, opts: { no
   }
   record(op, [h, W], [loss], ([g]) => {
     const gh = fillInPlace(empty(gpu, h.shape), 0);
-    const gW = fillInPlace(empty(gpu, W.shape), 0);
-    for (const c of chunks) {
-      tidy(gpu, () => {
-        const hc = empty(gpu, [c.count, h.shape[1]]);
-        copyRowsInto(h, hc, { rows: c.count, srcOffset: c.start });
-        const logits = matmul(hc, W);
-        const lse = empty(gpu, [c.count, 1]);
-        copyRowsInto(lseRows, lse, { rows: c.count, srcOffset: c.start });
-        const t = tensorFrom(gpu, c.targets, [c.count], 'i32');
-        const dlogits = empty(gpu, [c.count, V]);
-        const x = Math.min(c.count, 65535);
-        gpu.dispatch(V % 4 === 0 ? CE_BACKWARD4 : CE_BACKWARD, {
-          buffers: [logits.buffer, t.buffer, lse.buffer, count.buffer, g!.buffer, dlogits.buffer],
-          params: { N: c.count, V, ignoreIndex: IGNORE_TARGET },
-          workgroups: [x, Math.ceil(c.count / x)],
+    const gW = fillInPlace(empty(gpu, [d, Vp]), 0);
+    tidy(gpu, () => {
+      const Wp = paddedHead();
+      for (const c of chunks) {
+        tidy(gpu, () => {
+          const hc = chunkInput(c);
+          const logits = matmul(hc, Wp);
+          // Padding rows are ignored: their log-sum-exp is never read.
+          const lse = empty(gpu, [c.rows, 1]);
+          copyRowsInto(lseRows, lse, { rows: c.count, srcOffset: c.start });
+          const t = tensorFrom(gpu, c.targets, [c.rows], 'i32');
+          const dlogits = crossEntropyBackward(logits, t, lse, count, g!, { ignoreIndex: IGNORE_TARGET, classes: V });
+          copyRowsInto(matmul(dlogits, Wp, { transB: true }), gh, { rows: c.count, dstOffset: c.start });
+          axpyInPlace(gW, matmul(hc, dlogits, { transA: true }), 1, 1);
         });
-        copyRowsInto(matmul(dlogits, W, { transB: true }), gh, { rows: c.count, dstOffset: c.start });
-        axpyInPlace(gW, matmul(hc, dlogits, { transA: true }), 1, 1);
-      });
-    }
+      }
+    });
     lseRows.dispose();
     count.dispose();
-    return [gh, gW];
+    if (Vp === V) return [gh, gW];
+    const cropped = relayoutRaw(gW, 1, d, Vp, { dstCols: V }).view([d, V]);
+    gW.dispose();
+    return [gh, cropped];
   });
   return loss;
 }

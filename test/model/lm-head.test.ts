@@ -1,5 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { lmHeadLoss } from '../../src/model/lm-head.js';
+import { crossEntropyBackwardRef, crossEntropyRef } from '../../src/reference/cross_entropy.js';
+import { matmulRef } from '../../src/reference/linalg.js';
 import { backward } from '../../src/tensor/autograd.js';
 import { crossEntropy } from '../../src/tensor/ops/cross_entropy.js';
 import { matmul } from '../../src/tensor/ops/matmul.js';
@@ -40,4 +42,25 @@ describe('chunked vocabulary head', () => {
     expect(c.value).toBeCloseTo(full.value / 2, 5);
     expect(maxRelError(c.gW, full.gW.map((x) => x / 2))).toBeLessThan(1e-4);
   });
+
+  // Rows and vocabulary aligned to 4 or not: the head pads both for its matmuls.
+  for (const [N, d, V] of [[37, 12, 53], [40, 16, 64], [9, 8, 30]] as const) {
+    it(`matches the float64 reference: loss, dh and dW ([${N}, ${d}] x [${d}, ${V}], chunks of 8 rows)`, async () => {
+      const g = gpu();
+      const hv = randn(N * d, 3 + V);
+      const Wv = randn(d * V, 4 + V, 0.3);
+      const targets = Int32Array.from({ length: N }, (_, i) => (i % 4 === 1 ? 0 : 1 + ((i * 11) % (V - 1))));
+      const h = tensorFrom(g, hv, [N, d]).requireGrad();
+      const W = tensorFrom(g, Wv, [d, V]).requireGrad();
+      const loss = lmHeadLoss(h, W, targets, { chunkRows: 8 });
+      const logits = matmulRef(hv, Wv, N, V, d);
+      const ref = crossEntropyRef(logits, targets, N, V, 0);
+      expect(Math.abs((await loss.read())[0] - ref.loss)).toBeLessThan(1e-5 * ref.loss);
+      backward(loss, tensorFrom(g, [0.6], [1]));
+      const dlogits = crossEntropyBackwardRef(logits, targets, N, V, 0.6, 0);
+      expect(maxRelError(await h.grad!.readF32(), matmulRef(dlogits, Wv, N, d, V, { transB: true }))).toBeLessThan(1e-4);
+      expect(maxRelError(await W.grad!.readF32(), matmulRef(hv, dlogits, d, V, N, { transA: true }))).toBeLessThan(1e-4);
+      expect(W.grad!.shape).toEqual([d, V]);
+    });
+  }
 });

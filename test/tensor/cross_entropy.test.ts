@@ -101,6 +101,36 @@ describe('crossEntropy', () => {
     expect(maxRelError(await X.grad!.readF32(), crossEntropyBackwardRef(logits, effective, N, V, 1, 0))).toBeLessThan(1e-4);
   });
 
+  // [rows, classes, row stride]: the scalar kernels (stride not a multiple of 4), a vec4 row
+  // whose last vec4 holds classes and padding, whole padding vec4s after it, and a tail vec4
+  // owned by a lane other than 0 (more vec4s than lanes).
+  for (const [N, V, S] of [[5, 9, 11], [7, 13, 16], [6, 8, 20], [4, 301, 304]] as const) {
+    it(`reads only the first ${V} of ${S} columns as classes; the padding gets a zero gradient`, async () => {
+      const g = gpu();
+      const logits = randn(N * V, V + S, 2);
+      const targets = randomTargets(N, V, 8 + V, 3);
+      // Padding holds values that would dominate the softmax if they were read as classes.
+      const wide = new Float32Array(N * S).fill(50);
+      for (let r = 0; r < N; r++) wide.set(logits.subarray(r * V, (r + 1) * V), r * S);
+      const X = tensorFrom(g, wide, [N, S]).requireGrad();
+      const rows = crossEntropyRows(X, targets, { classes: V });
+      const ref = crossEntropyRef(logits, targets, N, V);
+      expect(maxRelError(await rows.lse.readF32(), ref.rowLse)).toBeLessThan(1e-5);
+      expect(maxRelError(await rows.loss.readF32(), ref.rowLoss)).toBeLessThan(1e-4);
+      const loss = crossEntropy(X, targets, { classes: V });
+      expect(Math.abs((await loss.readF32())[0] - ref.loss)).toBeLessThan(1e-4 * ref.loss);
+      backward(loss, tensorFrom(g, [0.3], [1]));
+      const d = await X.grad!.readF32();
+      const dref = crossEntropyBackwardRef(logits, targets, N, V, 0.3);
+      const inside = new Float32Array(N * V);
+      for (let r = 0; r < N; r++) {
+        inside.set(d.subarray(r * S, r * S + V), r * V);
+        expect(Array.from(d.subarray(r * S + V, (r + 1) * S))).toEqual(new Array(S - V).fill(0));
+      }
+      expect(maxRelError(inside, dref)).toBeLessThan(1e-4);
+    });
+  }
+
   it('reference backward matches finite differences', () => {
     const [N, V] = [4, 6];
     const logits = Float64Array.from(randn(N * V, 7, 2));
@@ -121,6 +151,9 @@ describe('crossEntropy', () => {
     expect(() => crossEntropy(X, tensorFrom(g, [0, 1, 2], [3]))).toThrowError(/targets must be i32/);
     expect(() => crossEntropy(X, tensorFrom(g, [0, 1], [2], 'i32'))).toThrowError(/do not match 3 rows/);
     expect(() => crossEntropyRows(X, [0, 1, 9])).toThrowError(/target at row 2 is 9/);
+    expect(() => crossEntropyRows(X, [0, 1, 3], { classes: 3 })).toThrowError(/target at row 2 is 3, outside \[0, 3\)/);
+    expect(() => crossEntropy(X, [0, 1, 2], { classes: 5 })).toThrowError(/classes must be an integer in \[1, 4\]/);
+    expect(() => crossEntropy(X, [0, 1, 2], { classes: 0 })).toThrowError(/classes must be/);
     expect(g.dispatchCount).toBe(before);
   });
 });

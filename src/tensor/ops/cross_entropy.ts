@@ -5,7 +5,7 @@ import { isRecording, record } from '../tape.js';
 import { empty, Tensor, tensorFrom } from '../tensor.js';
 import { maskedMean } from './reduce.js';
 
-const CE_PARAMS = { N: 'u32', V: 'u32', ignoreIndex: 'i32' } as const;
+const CE_PARAMS = { N: 'u32', V: 'u32', ignoreIndex: 'i32', stride: 'u32' } as const;
 export const CE_PARTIALS: KernelSpec = { file: 'cross_entropy', entry: 'ce_partials', params: CE_PARAMS, storage: ['read', 'rw'] };
 export const CE_PARTIALS4: KernelSpec = { ...CE_PARTIALS, entry: 'ce_partials4' };
 export const CE_ROWS: KernelSpec = { file: 'cross_entropy', entry: 'ce_rows', params: CE_PARAMS, storage: ['read', 'read', 'read', 'rw', 'rw', 'rw'] };
@@ -23,6 +23,11 @@ export type Targets = Int32Array | readonly number[] | Tensor;
 export interface CrossEntropyOptions {
   /** Rows with this target are left out of the mean and get no gradient. */
   ignoreIndex?: number;
+  /**
+   * The classes are the first `classes` columns of each row; the rest is padding (logits laid
+   * out with vec4-aligned rows), not read as classes and given a zero gradient. Default: all.
+   */
+  classes?: number;
 }
 
 export interface CrossEntropyRows {
@@ -43,16 +48,19 @@ function rowWorkgroups(N: number): [number, number] {
  * Checks shapes and host targets (each in [0, V) or ignoreIndex) and uploads host targets.
  * Targets already on the GPU cannot be checked without a read: out-of-range ones are ignored.
  */
-function prepare(logits: Tensor, targets: Targets, ignoreIndex: number, op: string): { N: number; V: number; targetTensor: Tensor; uploaded: boolean } {
+function prepare(logits: Tensor, targets: Targets, opts: CrossEntropyOptions, op: string): { N: number; V: number; stride: number; ignoreIndex: number; targetTensor: Tensor; uploaded: boolean } {
+  const ignoreIndex = opts.ignoreIndex ?? -100;
   if (logits.dtype !== 'f32') throw new PantherError('E_DTYPE', `logits must be f32, is ${logits.dtype} (${logits.describe()})`, op);
   if (logits.shape.length !== 2) throw new PantherError('E_SHAPE', `logits must be [N, V], has shape [${logits.shape}]`, op);
-  const [N, V] = logits.shape;
-  if (N < 1 || V < 1) throw new PantherError('E_SHAPE', `logits [${logits.shape}] are empty`, op);
+  const [N, stride] = logits.shape;
+  if (N < 1 || stride < 1) throw new PantherError('E_SHAPE', `logits [${logits.shape}] are empty`, op);
+  const V = opts.classes ?? stride;
+  if (!(Number.isInteger(V) && V >= 1 && V <= stride)) throw new PantherError('E_ARGUMENT', `classes must be an integer in [1, ${stride}] (the row width of logits [${logits.shape}]), is ${V}`, op);
   if (!Number.isInteger(ignoreIndex)) throw new PantherError('E_ARGUMENT', `ignoreIndex must be an integer, is ${ignoreIndex}`, op);
   if (targets instanceof Tensor) {
     if (targets.dtype !== 'i32') throw new PantherError('E_DTYPE', `targets must be i32, is ${targets.dtype} (${targets.describe()})`, op);
     if (targets.size !== N) throw new PantherError('E_SHAPE', `targets [${targets.shape}] do not match ${N} rows of logits [${logits.shape}]`, op);
-    return { N, V, targetTensor: targets, uploaded: false };
+    return { N, V, stride, ignoreIndex, targetTensor: targets, uploaded: false };
   }
   if (targets.length !== N) throw new PantherError('E_SHAPE', `${targets.length} targets for ${N} rows of logits [${logits.shape}]`, op);
   for (let r = 0; r < N; r++) {
@@ -62,14 +70,17 @@ function prepare(logits: Tensor, targets: Targets, ignoreIndex: number, op: stri
       throw new PantherError('E_ARGUMENT', `target at row ${r} is ${t}, outside [0, ${V}) and not ignoreIndex ${ignoreIndex}`, op);
     }
   }
-  return { N, V, targetTensor: tensorFrom(logits.gpu, targets, [N], 'i32'), uploaded: true };
+  return { N, V, stride, ignoreIndex, targetTensor: tensorFrom(logits.gpu, targets, [N], 'i32'), uploaded: true };
 }
 
-function dispatchRows(logits: Tensor, targetTensor: Tensor, N: number, V: number, ignoreIndex: number): CrossEntropyRows {
+type Prepared = ReturnType<typeof prepare>;
+
+function dispatchRows(logits: Tensor, s: Prepared): CrossEntropyRows {
   const gpu = logits.gpu;
-  const params = { N, V, ignoreIndex };
+  const { N, targetTensor } = s;
+  const params = { N, V: s.V, ignoreIndex: s.ignoreIndex, stride: s.stride };
   const partials = empty(gpu, [N * LANES * 2]);
-  gpu.dispatch(V % 4 === 0 ? CE_PARTIALS4 : CE_PARTIALS, { buffers: [logits.buffer, partials.buffer], params, workgroups: rowWorkgroups(N) });
+  gpu.dispatch(s.stride % 4 === 0 ? CE_PARTIALS4 : CE_PARTIALS, { buffers: [logits.buffer, partials.buffer], params, workgroups: rowWorkgroups(N) });
   const rows: CrossEntropyRows = { loss: empty(gpu, [N]), lse: empty(gpu, [N]), weight: empty(gpu, [N]) };
   gpu.dispatch(CE_ROWS, {
     buffers: [logits.buffer, targetTensor.buffer, partials.buffer, rows.loss.buffer, rows.lse.buffer, rows.weight.buffer],
@@ -85,11 +96,28 @@ function dispatchRows(logits: Tensor, targetTensor: Tensor, N: number, V: number
  * evaluation (negative log-likelihood and log-normalizer of each row).
  */
 export function crossEntropyRows(logits: Tensor, targets: Targets, opts: CrossEntropyOptions = {}): CrossEntropyRows {
-  const ignoreIndex = opts.ignoreIndex ?? -100;
-  const { N, V, targetTensor, uploaded } = prepare(logits, targets, ignoreIndex, 'crossEntropyRows');
-  const rows = dispatchRows(logits, targetTensor, N, V, ignoreIndex);
-  if (uploaded) targetTensor.dispose();
+  const s = prepare(logits, targets, opts, 'crossEntropyRows');
+  const rows = dispatchRows(logits, s);
+  if (s.uploaded) s.targetTensor.dispose();
   return rows;
+}
+
+/**
+ * Gradient of the mean cross-entropy with respect to logits [N, stride] (their first
+ * `classes` columns; padding gets 0): (softmax - onehot) * g / count, with the row
+ * log-sum-exps of the forward pass and g and count read on the GPU. No tape.
+ */
+export function crossEntropyBackward(
+  logits: Tensor, targets: Tensor, lse: Tensor, count: Tensor, g: Tensor, opts: { ignoreIndex: number; classes?: number },
+): Tensor {
+  const [N, stride] = logits.shape;
+  const dlogits = empty(logits.gpu, [N, stride]);
+  logits.gpu.dispatch(stride % 4 === 0 ? CE_BACKWARD4 : CE_BACKWARD, {
+    buffers: [logits.buffer, targets.buffer, lse.buffer, count.buffer, g.buffer, dlogits.buffer],
+    params: { N, V: opts.classes ?? stride, ignoreIndex: opts.ignoreIndex, stride },
+    workgroups: rowWorkgroups(N),
+  });
+  return dlogits;
 }
 
 /**
@@ -98,11 +126,10 @@ export function crossEntropyRows(logits: Tensor, targets: Targets, opts: CrossEn
  * ignored. The count of rows is reduced on the GPU, so nothing is read back.
  */
 export function crossEntropy(logits: Tensor, targets: Targets, opts: CrossEntropyOptions = {}): Tensor {
-  const op = 'crossEntropy';
-  const ignoreIndex = opts.ignoreIndex ?? -100;
-  const { N, V, targetTensor, uploaded } = prepare(logits, targets, ignoreIndex, op);
+  const s = prepare(logits, targets, opts, 'crossEntropy');
+  const { targetTensor, uploaded } = s;
   const gpu = logits.gpu;
-  const rows = dispatchRows(logits, targetTensor, N, V, ignoreIndex);
+  const rows = dispatchRows(logits, s);
   const { mean, weightSum } = maskedMean(rows.loss, rows.weight);
   rows.loss.dispose();
   rows.weight.dispose();
@@ -112,14 +139,6 @@ export function crossEntropy(logits: Tensor, targets: Targets, opts: CrossEntrop
     if (uploaded) targetTensor.dispose();
     return mean;
   }
-  record(op, [logits], [mean], ([g]) => {
-    const dlogits = empty(gpu, [N, V]);
-    gpu.dispatch(V % 4 === 0 ? CE_BACKWARD4 : CE_BACKWARD, {
-      buffers: [logits.buffer, targetTensor.buffer, rows.lse.buffer, weightSum.buffer, g!.buffer, dlogits.buffer],
-      params: { N, V, ignoreIndex },
-      workgroups: rowWorkgroups(N),
-    });
-    return [dlogits];
-  });
+  record('crossEntropy', [logits], [mean], ([g]) => [crossEntropyBackward(logits, targetTensor, rows.lse, weightSum, g!, { ignoreIndex: s.ignoreIndex, classes: s.V })]);
   return mean;
 }
