@@ -11,6 +11,9 @@ import { empty, tensorFrom, tidy, type Tensor } from '../tensor/tensor.js';
 /** Logits of one chunk stay under this many bytes (well inside any adapter's binding limit). */
 const CHUNK_BYTES = 32 * 1024 * 1024;
 
+/** The backward pass reuses the forward's logits while all of them fit in this many bytes. */
+const KEEP_LOGITS_BYTES = 256 * 1024 * 1024;
+
 /** Targets equal to 0 (<pad>) are positions with nothing to predict. */
 export const IGNORE_TARGET = 0;
 
@@ -27,10 +30,13 @@ function chunkRows(N: number, V: number, maxBinding: number): number {
  * W [d, V], over the rows whose target is not <pad>, divided by `normalizer` when given
  * (the global batch's target count, so that data-parallel shards add up exactly).
  *
- * The [N, V] logits are never held whole: rows go through in chunks, and the backward pass
- * recomputes each chunk's logits (as the forward does) instead of keeping them.
+ * Rows go through in chunks (each chunk's logits stay inside one binding). The backward pass
+ * reuses the forward's logits when all of them fit in `keepLogitsBytes` (256 MiB by default),
+ * and otherwise recomputes each chunk's logits, so the [N, V] logits are never held whole.
  */
-export function lmHeadLoss(h: Tensor, W: Tensor, targets: Int32Array, opts: { normalizer?: number; chunkRows?: number } = {}): Tensor {
+export function lmHeadLoss(
+  h: Tensor, W: Tensor, targets: Int32Array, opts: { normalizer?: number; chunkRows?: number; keepLogitsBytes?: number } = {},
+): Tensor {
   const op = 'lmHeadLoss';
   if (h.shape.length !== 2 || W.shape.length !== 2 || h.shape[1] !== W.shape[0]) {
     throw new PantherError('E_SHAPE', `hidden [${h.shape}] and head [${W.shape}] do not chain`, op);
@@ -71,25 +77,33 @@ export function lmHeadLoss(h: Tensor, W: Tensor, targets: Int32Array, opts: { no
   };
   const lossRows = empty(gpu, [N, 1]);
   const weightRows = empty(gpu, [N, 1]);
-  const lseRows = empty(gpu, [N, 1]).keep();
-  noGrad(gpu, () => {
+  // What the backward pass reads: each chunk's log-sum-exps, the padded head, and, while they
+  // fit the budget, the chunks' inputs and logits (else it computes them again). They belong to
+  // the caller's scope (as every op's saved activations), and the backward pass frees each as
+  // soon as it is done with it.
+  const recording = isRecording(gpu, [h, W]);
+  const keepLogits = recording && chunks.reduce((n, c) => n + c.rows, 0) * Vp * 4 <= (opts.keepLogitsBytes ?? KEEP_LOGITS_BYTES);
+  const saved = noGrad(gpu, () =>
     tidy(gpu, () => {
       const Wp = paddedHead();
-      for (const c of chunks) {
+      const perChunk = chunks.map((c) =>
         tidy(gpu, () => {
-          const r = crossEntropyRows(matmul(chunkInput(c), Wp), c.targets, { ignoreIndex: IGNORE_TARGET, classes: V });
+          const hc = chunkInput(c);
+          const logits = matmul(hc, Wp);
+          const r = crossEntropyRows(logits, c.targets, { ignoreIndex: IGNORE_TARGET, classes: V });
           copyRowsInto(r.loss.view([c.rows, 1]), lossRows, { rows: c.count, dstOffset: c.start });
           copyRowsInto(r.weight.view([c.rows, 1]), weightRows, { rows: c.count, dstOffset: c.start });
-          copyRowsInto(r.lse.view([c.rows, 1]), lseRows, { rows: c.count, dstOffset: c.start });
-        });
-      }
-    });
-  });
+          return recording ? { lse: r.lse, hc: keepLogits ? hc : null, logits: keepLogits ? logits : null } : null;
+        }),
+      );
+      return { Wp: recording && Wp !== W ? Wp : null, perChunk };
+    }),
+  );
   const { mean, weightSum } = maskedMean(lossRows, weightRows);
   lossRows.dispose();
   weightRows.dispose();
   let loss = mean;
-  let count = weightSum.keep();
+  let count = weightSum;
   if (opts.normalizer !== undefined) {
     // sum / normalizer = mean * count / normalizer: the count is known on the host here.
     const local = targets.reduce((n, t) => n + (t !== IGNORE_TARGET ? 1 : 0), 0);
@@ -97,10 +111,9 @@ export function lmHeadLoss(h: Tensor, W: Tensor, targets: Int32Array, opts: { no
     axpyInPlace(fillInPlace(loss, 0), mean, local / Math.max(opts.normalizer, 1), 0);
     mean.dispose();
     count.dispose();
-    count = tensorFrom(gpu, [opts.normalizer], [1]).keep();
+    count = tensorFrom(gpu, [opts.normalizer], [1]);
   }
-  if (!isRecording(gpu, [h, W])) {
-    lseRows.dispose();
+  if (!recording) {
     count.dispose();
     return loss;
   }
@@ -108,22 +121,24 @@ export function lmHeadLoss(h: Tensor, W: Tensor, targets: Int32Array, opts: { no
     const gh = fillInPlace(empty(gpu, h.shape), 0);
     const gW = fillInPlace(empty(gpu, [d, Vp]), 0);
     tidy(gpu, () => {
-      const Wp = paddedHead();
-      for (const c of chunks) {
+      const Wp = saved.Wp ?? paddedHead();
+      chunks.forEach((c, i) => {
+        const kept = saved.perChunk[i]!;
         tidy(gpu, () => {
-          const hc = chunkInput(c);
-          const logits = matmul(hc, Wp);
-          // Padding rows are ignored: their log-sum-exp is never read.
-          const lse = empty(gpu, [c.rows, 1]);
-          copyRowsInto(lseRows, lse, { rows: c.count, srcOffset: c.start });
+          const hc = kept.hc ?? chunkInput(c);
+          const logits = kept.logits ?? matmul(hc, Wp);
           const t = tensorFrom(gpu, c.targets, [c.rows], 'i32');
-          const dlogits = crossEntropyBackward(logits, t, lse, count, g!, { ignoreIndex: IGNORE_TARGET, classes: V });
+          // Padding rows are ignored: their log-sum-exp is never read.
+          const dlogits = crossEntropyBackward(logits, t, kept.lse, count, g!, { ignoreIndex: IGNORE_TARGET, classes: V });
+          logits.dispose();
+          kept.lse.dispose();
           copyRowsInto(matmul(dlogits, Wp, { transB: true }), gh, { rows: c.count, dstOffset: c.start });
           axpyInPlace(gW, matmul(hc, dlogits, { transA: true }), 1, 1);
+          hc.dispose();
         });
-      }
+      });
+      saved.Wp?.dispose();
     });
-    lseRows.dispose();
     count.dispose();
     if (Vp === V) return [gh, gW];
     const cropped = relayoutRaw(gW, 1, d, Vp, { dstCols: V }).view([d, V]);

@@ -3,9 +3,10 @@ import { lmHeadLoss } from '../../src/model/lm-head.js';
 import { crossEntropyBackwardRef, crossEntropyRef } from '../../src/reference/cross_entropy.js';
 import { matmulRef } from '../../src/reference/linalg.js';
 import { backward } from '../../src/tensor/autograd.js';
+import { clearTape } from '../../src/tensor/tape.js';
 import { crossEntropy } from '../../src/tensor/ops/cross_entropy.js';
 import { matmul } from '../../src/tensor/ops/matmul.js';
-import { tensorFrom } from '../../src/tensor/tensor.js';
+import { tensorFrom, tidy } from '../../src/tensor/tensor.js';
 import { useGpu } from '../support/gpu.js';
 import { maxRelError, randn } from '../support/numeric.js';
 
@@ -63,4 +64,36 @@ describe('chunked vocabulary head', () => {
       expect(W.grad!.shape).toEqual([d, V]);
     });
   }
+
+  it('reuses the forward logits or computes them again with the same gradients, and leaves no buffer behind', async () => {
+    const g = gpu();
+    const [N, d, V] = [30, 8, 45];
+    const targets = Int32Array.from({ length: N }, (_, i) => (i % 6 === 2 ? 0 : 1 + ((i * 5) % (V - 1))));
+    const h = tensorFrom(g, randn(N * d, 21), [N, d]).requireGrad();
+    const W = tensorFrom(g, randn(d * V, 22, 0.3), [d, V]).requireGrad();
+    const live = () => g.pool.stats().live;
+    const grads = async (keepLogitsBytes: number) => {
+      const before = live();
+      tidy(g, () => backward(lmHeadLoss(h, W, targets, { chunkRows: 8, keepLogitsBytes })));
+      const out = { gh: await h.grad!.readF32(), gW: await W.grad!.readF32() };
+      h.grad!.dispose();
+      W.grad!.dispose();
+      h.grad = null;
+      W.grad = null;
+      clearTape(g);
+      expect(live()).toBe(before);
+      return out;
+    };
+    const kept = await grads(1 << 30);
+    const recomputed = await grads(0);
+    expect(Array.from(recomputed.gh)).toEqual(Array.from(kept.gh));
+    expect(Array.from(recomputed.gW)).toEqual(Array.from(kept.gW));
+    // A forward pass whose backward never runs frees what it saved with its scope.
+    const before = live();
+    tidy(g, () => {
+      lmHeadLoss(h, W, targets, { chunkRows: 8 });
+    });
+    clearTape(g);
+    expect(live()).toBe(before);
+  });
 });
