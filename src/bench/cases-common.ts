@@ -2,6 +2,7 @@ import type { Gpu } from '../gpu/runtime.js';
 import { backward, zeroGrad } from '../tensor/autograd.js';
 import { crossEntropy } from '../tensor/ops/cross_entropy.js';
 import { embedding } from '../tensor/ops/embedding.js';
+import { lmHeadLoss } from '../model/lm-head.js';
 import { gelu } from '../tensor/ops/gelu.js';
 import { layerNorm } from '../tensor/ops/layernorm.js';
 import { adamwStep, gradNorm } from '../tensor/ops/optim.js';
@@ -114,6 +115,24 @@ export function crossEntropyCase(chunks: number, N: number, V: number, withBackw
   };
 }
 
+/**
+ * The vocabulary head's loss (lm-head.ts): N hidden rows of width d against V tokens, every row
+ * with a target. FLOPs count its matmuls: the logits (forward), then dh and dW (backward, which
+ * reuses the logits). Bytes: h, W and the logits written once and read by the cross-entropy;
+ * the backward reads the logits again and writes and reads their gradient twice.
+ */
+export function lmHeadCase(N: number, d: number, V: number, withBackward: boolean): BenchCase {
+  const targets = Int32Array.from(randomIds(N, V - 1, 11), (t) => t + 1);
+  const matmulFlops = 2 * N * d * V;
+  const bytes = 4 * (N * d + d * V + 2 * N * V + (withBackward ? 4 * N * V + 2 * (N * d + d * V) : 0));
+  return {
+    ...unaryCase('lmHead', `${N}x${d} V${V}`, bytes, withBackward, 1,
+      (gpu) => [tensorFrom(gpu, randomData(N * d, 12), [N, d]), tensorFrom(gpu, randomData(d * V, 13), [d, V])],
+      ([h, W]) => lmHeadLoss(h, W, targets)),
+    flops: matmulFlops * (withBackward ? 3 : 1),
+  };
+}
+
 /** Parameter-like tensors: `count` of `size` elements. */
 function parameterSet(gpu: Gpu, count: number, size: number, seed: number): Tensor[] {
   return Array.from({ length: count }, (_, k) => tensorFrom(gpu, randomData(size, seed + k), [size]));
@@ -164,6 +183,9 @@ export function commonCases(): BenchCase[] {
     embeddingCase(16384, 20000, 128),
     crossEntropyCase(2, 1024, 20000, false),
     crossEntropyCase(2, 1024, 20000, true),
+    // A vocabulary of S3-Rec Yelp's size (20,033 tokens: not a multiple of 4).
+    lmHeadCase(1024, 64, 20033, false),
+    lmHeadCase(1024, 64, 20033, true),
     gradNormCase(10, 1_000_000),
     adamwCase(10, 1_000_000),
   ];

@@ -44,6 +44,10 @@ export function lmHeadLoss(
   const [N] = h.shape;
   const V = W.shape[1];
   if (targets.length !== N) throw new PantherError('E_SHAPE', `${targets.length} targets for ${N} rows`, op);
+  for (let r = 0; r < N; r++) {
+    const t = targets[r];
+    if (!(Number.isInteger(t) && t >= 0 && t < V)) throw new PantherError('E_ARGUMENT', `target at row ${r} is ${t}, outside [0, ${V})`, op);
+  }
   // Padding predicts nothing: only rows with a target go through the head (short sequences
   // in long windows are mostly padding, and the head is the step's biggest matmul).
   let valid = 0;
@@ -61,13 +65,16 @@ export function lmHeadLoss(
   // on every matmul, the step's biggest copies.
   const Vp = roundUp4(V);
   const rowsPer = roundUp4(opts.chunkRows ?? chunkRows(N, Vp, gpu.maxStorageBinding));
-  const chunks: { start: number; count: number; rows: number; targets: Int32Array }[] = [];
+  // Every upload comes before the first dispatch (a write between dispatches splits the pass),
+  // and the backward pass reads the same target tensors.
+  const chunks: { start: number; count: number; rows: number; targets: Tensor }[] = [];
   for (let start = 0; start < N; start += rowsPer) {
     const count = Math.min(rowsPer, N - start);
     const padded = new Int32Array(roundUp4(count)).fill(IGNORE_TARGET);
     padded.set(targets.subarray(start, start + count));
-    chunks.push({ start, count, rows: padded.length, targets: padded });
+    chunks.push({ start, count, rows: padded.length, targets: tensorFrom(gpu, padded, [padded.length], 'i32') });
   }
+  const normalizer = opts.normalizer === undefined ? null : tensorFrom(gpu, [opts.normalizer], [1]);
   const paddedHead = () => (Vp === V ? W : relayoutRaw(W, 1, d, V, { dstCols: Vp }).view([d, Vp]));
   const chunkInput = (c: (typeof chunks)[number]) => {
     const hc = empty(gpu, [c.rows, d]);
@@ -111,10 +118,11 @@ export function lmHeadLoss(
     axpyInPlace(fillInPlace(loss, 0), mean, local / Math.max(opts.normalizer, 1), 0);
     mean.dispose();
     count.dispose();
-    count = tensorFrom(gpu, [opts.normalizer], [1]);
+    count = normalizer!;
   }
   if (!recording) {
     count.dispose();
+    chunks.forEach((c) => c.targets.dispose());
     return loss;
   }
   record(op, [h, W], [loss], ([g]) => {
@@ -127,9 +135,8 @@ export function lmHeadLoss(
         tidy(gpu, () => {
           const hc = kept.hc ?? chunkInput(c);
           const logits = kept.logits ?? matmul(hc, Wp);
-          const t = tensorFrom(gpu, c.targets, [c.rows], 'i32');
           // Padding rows are ignored: their log-sum-exp is never read.
-          const dlogits = crossEntropyBackward(logits, t, kept.lse, count, g!, { ignoreIndex: IGNORE_TARGET, classes: V });
+          const dlogits = crossEntropyBackward(logits, c.targets, kept.lse, count, g!, { ignoreIndex: IGNORE_TARGET, classes: V });
           logits.dispose();
           kept.lse.dispose();
           copyRowsInto(matmul(dlogits, Wp, { transB: true }), gh, { rows: c.count, dstOffset: c.start });
@@ -140,6 +147,7 @@ export function lmHeadLoss(
       saved.Wp?.dispose();
     });
     count.dispose();
+    chunks.forEach((c) => c.targets.dispose());
     if (Vp === V) return [gh, gW];
     const cropped = relayoutRaw(gW, 1, d, Vp, { dstCols: V }).view([d, V]);
     gW.dispose();

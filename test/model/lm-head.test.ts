@@ -7,6 +7,7 @@ import { clearTape } from '../../src/tensor/tape.js';
 import { crossEntropy } from '../../src/tensor/ops/cross_entropy.js';
 import { matmul } from '../../src/tensor/ops/matmul.js';
 import { tensorFrom, tidy } from '../../src/tensor/tensor.js';
+import { PantherError } from '../../src/errors.js';
 import { useGpu } from '../support/gpu.js';
 import { maxRelError, randn } from '../support/numeric.js';
 
@@ -95,5 +96,17 @@ describe('chunked vocabulary head', () => {
     });
     clearTape(g);
     expect(live()).toBe(before);
+  });
+
+  it('rejects targets outside the vocabulary before any dispatch', () => {
+    const g = gpu();
+    const h = tensorFrom(g, randn(6 * 4, 31), [6, 4]);
+    const W = tensorFrom(g, randn(4 * 10, 32), [4, 10]);
+    const before = g.dispatchCount;
+    expect(() => lmHeadLoss(h, W, Int32Array.from([1, 2, 0, 10, 3, 4]))).toThrowError(PantherError);
+    expect(() => lmHeadLoss(h, W, Int32Array.from([1, 2, 0, 10, 3, 4]))).toThrowError(/target at row 3 is 10, outside \[0, 10\)/);
+    expect(() => lmHeadLoss(h, W, Int32Array.from([1, -2, 0, 1, 3, 4]))).toThrowError(/row 1 is -2/);
+    expect(() => lmHeadLoss(h, W, Int32Array.from([1, 2]))).toThrowError(/2 targets for 6 rows/);
+    expect(g.dispatchCount).toBe(before);
   });
 });
