@@ -5,7 +5,7 @@ import { Linear } from '../nn/linear.js';
 import { ParameterStore } from '../nn/module.js';
 import { Rng } from '../nn/random.js';
 import { attention } from '../tensor/ops/attention.js';
-import { infoNCELoss, l2Normalize } from '../tensor/ops/contrastive.js';
+import { infoNCELoss, l2Normalize, l2NormalizeColumns } from '../tensor/ops/contrastive.js';
 import { dilatedConv } from '../tensor/ops/conv.js';
 import { dropout } from '../tensor/ops/dropout.js';
 import { add, axpby, mul, reshape, scale } from '../tensor/ops/elementwise.js';
@@ -357,10 +357,9 @@ export class PantherModel {
   /** The head as scored, [d, V] (only the columns of `tokens`, [d, C], when given): unit columns for a cosine head. */
   headWeights(tokens?: Int32Array): Tensor {
     if (!this.config.head.cosine && !tokens) return this.head;
-    let rows = transpose(this.head);
-    if (tokens) rows = embedding(rows, tokens, [tokens.length]);
-    if (this.config.head.cosine) rows = l2Normalize(rows);
-    return transpose(rows);
+    if (!tokens) return l2NormalizeColumns(this.head);
+    const rows = embedding(transpose(this.head), tokens, [tokens.length]);
+    return transpose(this.config.head.cosine ? l2Normalize(rows) : rows);
   }
 
   /**

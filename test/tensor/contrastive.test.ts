@@ -4,7 +4,8 @@ import {
   infoNCEBackwardRef, infoNCELossBackwardRef, infoNCELossRef, infoNCERef, l2NormalizeBackwardRef, l2NormalizeRef,
 } from '../../src/reference/contrastive.js';
 import { backward } from '../../src/tensor/autograd.js';
-import { infoNCE, infoNCELoss, l2Normalize, l2NormalizeRows, twoViewPositives } from '../../src/tensor/ops/contrastive.js';
+import { infoNCE, infoNCELoss, l2Normalize, l2NormalizeColumns, l2NormalizeRows, twoViewPositives } from '../../src/tensor/ops/contrastive.js';
+import { transpose } from '../../src/tensor/ops/matmul.js';
 import { tensorFrom } from '../../src/tensor/tensor.js';
 import { useGpu } from '../support/gpu.js';
 import { dot, finiteDiff, maxRelError, randn, rng } from '../support/numeric.js';
@@ -54,6 +55,36 @@ describe('l2Normalize', () => {
     expect(maxRelError(await B.grad!.readF32(), l2NormalizeBackwardRef(b, w.subarray(Na * E), Nb, E))).toBeLessThan(1e-4);
   });
 
+  for (const [R, C] of [[1, 5], [64, 53], [7, 130]] as const) {
+    it(`columns: forward and backward [${R}, ${C}], bit for bit the rows of the transpose`, async () => {
+      const g = gpu();
+      const x = randn(R * C, 3 * (R + C), 2);
+      const w = randn(R * C, 3 * (R + C) + 1);
+      const X = tensorFrom(g, x, [R, C]).requireGrad();
+      const Y = l2NormalizeColumns(X);
+      const xt = new Float32Array(R * C);
+      const wt = new Float32Array(R * C);
+      for (let r = 0; r < R; r++) for (let c = 0; c < C; c++) [xt[c * R + r], wt[c * R + r]] = [x[r * C + c], w[r * C + c]];
+      const yt = l2NormalizeRef(xt, C, R).y;
+      const dxt = l2NormalizeBackwardRef(xt, wt, C, R);
+      const yref = new Float64Array(R * C);
+      const dref = new Float64Array(R * C);
+      for (let r = 0; r < R; r++) for (let c = 0; c < C; c++) [yref[r * C + c], dref[r * C + c]] = [yt[c * R + r], dxt[c * R + r]];
+      const y = await Y.readF32();
+      expect(maxRelError(y, yref)).toBeLessThan(1e-4);
+      backward(Y, tensorFrom(g, w, [R, C]));
+      const dx = await X.grad!.readF32();
+      if (R === 1) expect(Math.max(...dx.map(Math.abs))).toBeLessThan(1e-6);
+      else expect(maxRelError(dx, dref)).toBeLessThan(1e-4);
+      // The path it replaces (lay out the transpose, normalize its rows, lay it back).
+      const X2 = tensorFrom(g, x, [R, C]).requireGrad();
+      const Y2 = transpose(l2Normalize(transpose(X2)));
+      expect(Array.from(await Y2.readF32())).toEqual(Array.from(y));
+      backward(Y2, tensorFrom(g, w, [R, C]));
+      expect(Array.from(await X2.grad!.readF32())).toEqual(Array.from(dx));
+    });
+  }
+
   it('reference backward matches finite differences', () => {
     const [N, E] = [3, 5];
     const x = Float64Array.from(randn(N * E, 4));
@@ -68,6 +99,8 @@ describe('l2Normalize', () => {
     const B = tensorFrom(g, randn(8, 1), [2, 4]);
     const before = g.dispatchCount;
     expect(() => l2NormalizeRows([A, B])).toThrowError(PantherError);
+    expect(() => l2NormalizeColumns(tensorFrom(g, randn(8, 1), [2, 2, 2]))).toThrowError(/input must be 2-D/);
+    expect(() => l2NormalizeColumns(A, { eps: -1 })).toThrowError(/eps must be >= 0/);
     expect(() => l2NormalizeRows([A, B])).toThrowError(/input 1 \[2,4\] has rows of 4, input 0 of 3/);
     expect(() => l2Normalize(tensorFrom(g, randn(6, 1), [6]))).toThrowError(/must be 2-D/);
     expect(g.dispatchCount).toBe(before);

@@ -9,6 +9,8 @@ import { maskedMean } from './reduce.js';
 const L2_PARAMS = { rows: 'u32', E: 'u32', rowOffset: 'u32', eps: 'f32' } as const;
 export const L2NORM_FORWARD: KernelSpec = { file: 'l2norm', entry: 'l2norm_forward', params: L2_PARAMS, storage: ['read', 'rw', 'rw'] };
 export const L2NORM_BACKWARD: KernelSpec = { file: 'l2norm', entry: 'l2norm_backward', params: L2_PARAMS, storage: ['read', 'read', 'read', 'rw'] };
+export const L2NORM_COLUMNS_FORWARD: KernelSpec = { ...L2NORM_FORWARD, entry: 'l2norm_columns_forward' };
+export const L2NORM_COLUMNS_BACKWARD: KernelSpec = { ...L2NORM_BACKWARD, entry: 'l2norm_columns_backward' };
 export const INFONCE_ROWS: KernelSpec = { file: 'infonce', entry: 'infonce_rows', params: { N: 'u32' }, storage: ['read', 'read', 'rw', 'rw', 'rw'] };
 export const INFONCE_BACKWARD: KernelSpec = {
   file: 'infonce', entry: 'infonce_backward', params: { N: 'u32' },
@@ -71,6 +73,32 @@ export function l2NormalizeRows(parts: readonly Tensor[], opts: L2NormalizeOptio
       return dx;
     }),
   );
+  return out;
+}
+
+/**
+ * x [R, C] with each column divided by its L2 norm, sqrt(sum x^2 + eps): the same values as
+ * normalizing the rows of the transpose, without laying it out (a [d, V] head's token vectors).
+ */
+export function l2NormalizeColumns(x: Tensor, opts: L2NormalizeOptions = {}): Tensor {
+  const op = 'l2NormalizeColumns';
+  const eps = opts.eps ?? 1e-12;
+  if (!(eps >= 0)) throw new PantherError('E_ARGUMENT', `eps must be >= 0, is ${eps}`, op);
+  const [rows, C] = requireMatrix(x, 'input', op);
+  const gpu = x.gpu;
+  const out = empty(gpu, [rows, C]);
+  const norm = empty(gpu, [Math.max(C, 1)]);
+  const params = { rows, E: C, rowOffset: 0, eps };
+  gpu.dispatch(L2NORM_COLUMNS_FORWARD, { buffers: [x.buffer, out.buffer, norm.buffer], params, workgroups: grid1d(C, WG) });
+  if (!isRecording(gpu, [x])) {
+    norm.dispose();
+    return out;
+  }
+  record(op, [x], [out], ([g]) => {
+    const dx = empty(gpu, x.shape);
+    gpu.dispatch(L2NORM_COLUMNS_BACKWARD, { buffers: [x.buffer, norm.buffer, g!.buffer, dx.buffer], params, workgroups: grid1d(C, WG) });
+    return [dx];
+  });
   return out;
 }
 
