@@ -128,8 +128,17 @@ export function runBackward(loss: Tensor, opts: BackwardOptions, gradient?: Tens
           if (input.grad) {
             opts.accumulate(input.grad, g);
           } else {
-            // A pass-through op may hand back a gradient that is already someone's: copy it.
-            if (assigned.has(g) || gOut.includes(g)) g = opts.copy(g);
+            // A pass-through op hands back its output's gradient. The first input to take it
+            // takes it over (the output is done with it); a gradient already handed to
+            // someone else (or not the walk's to give) is copied.
+            const from = gOut.indexOf(g);
+            const owner = from >= 0 ? node.outputs[from] : null;
+            if (owner && !assigned.has(g) && intermediateGrads.has(g)) {
+              owner.grad = null;
+              intermediateGrads.delete(g);
+            } else if (assigned.has(g) || from >= 0) {
+              g = opts.copy(g);
+            }
             assigned.add(g);
             input.grad = g.keep();
             if (input.producer) intermediateGrads.add(g);

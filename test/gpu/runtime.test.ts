@@ -76,6 +76,35 @@ describe('gpu runtime', () => {
     expect(Array.from(await x.grad!.read())).toEqual([5, 7, 9]);
   });
 
+  it('hands a passed-through gradient over once, copies it for the next taker, and frees every intermediate', async () => {
+    const g = gpu();
+    const a = tensorFrom(g, [1, 2, 3], [3]).requireGrad();
+    const b = tensorFrom(g, [4, 5, 6], [3]).requireGrad();
+    const c = tensorFrom(g, [7, 8, 9], [3]).requireGrad();
+    const live = g.pool.stats().live;
+    // add passes its gradient to both inputs; scale by 1 passes it on again; add(c, c) sums.
+    tidy(g, () => backward(add(add(a, scale(b, 1)), mul(add(c, c), tensorFrom(g, [1, 10, 100], [3]))), tensorFrom(g, [1, 2, 3], [3])));
+    const [ga, gb, gc] = [a.grad!, b.grad!, c.grad!];
+    expect(new Set([ga.buffer, gb.buffer, gc.buffer]).size).toBe(3);
+    expect(Array.from(await ga.read())).toEqual([1, 2, 3]);
+    expect(Array.from(await gb.read())).toEqual([1, 2, 3]);
+    expect(Array.from(await gc.read())).toEqual([2, 40, 600]);
+    // Each leaf owns its gradient: changing one leaves the others as they were.
+    ga.write(new Float32Array([0, 0, 0]));
+    expect(Array.from(await gb.read())).toEqual([1, 2, 3]);
+    zeroGrad([a, b, c]);
+    expect(g.pool.stats().live).toBe(live);
+    // add(a, b): a takes the seed over, b gets the one copy, nothing else runs.
+    const y = add(a, b);
+    const seed = tensorFrom(g, [1, 1, 1], [3]);
+    const before = g.dispatchCount;
+    backward(y, seed);
+    expect(g.dispatchCount - before).toBe(1);
+    expect(a.grad!.buffer).toBe(seed.buffer);
+    zeroGrad([a, b]);
+    y.dispose();
+  });
+
   it('reports each leaf once, as soon as its gradient is final, before the rest of backward', async () => {
     const g = gpu();
     const a = tensorFrom(g, [1, 2], [2]).requireGrad();

@@ -72,7 +72,7 @@ export function axpyInPlace(y: Tensor, x: Tensor, alpha = 1, beta = 1): void {
 export function scale(x: Tensor, alpha: number): Tensor {
   const out = empty(x.gpu, x.shape);
   run(x.gpu, SCALE, x.size, [x.buffer, out.buffer], alpha);
-  record('scale', [x], [out], ([g]) => [scale(g!, alpha)]);
+  record('scale', [x], [out], ([g]) => [alpha === 1 ? g : scale(g!, alpha)]);
   return out;
 }
 
@@ -86,8 +86,9 @@ export function axpby(a: Tensor, b: Tensor, alpha = 1, beta = 1): Tensor {
   const out = empty(a.gpu, a.shape);
   run(a.gpu, AXPBY, a.size, [a.buffer, b.buffer, out.buffer], alpha, beta);
   record('axpby', [a, b], [out], ([g]) => [
-    a.requiresGrad ? scale(g!, alpha) : null,
-    b.requiresGrad ? scale(g!, beta) : null,
+    // A coefficient of 1 passes the gradient through (backward copies it only where it must).
+    a.requiresGrad ? (alpha === 1 ? g : scale(g!, alpha)) : null,
+    b.requiresGrad ? (beta === 1 ? g : scale(g!, beta)) : null,
   ]);
   return out;
 }
@@ -142,7 +143,7 @@ export function addRowVector(x: Tensor, bias: Tensor): Tensor {
   if (bias.size !== cols) throw new PantherError('E_SHAPE', `bias has ${bias.size} values for rows of ${cols}`, 'addRowVector');
   const out = empty(x.gpu, x.shape);
   run(x.gpu, ADD_ROW_VECTOR, x.size, [x.buffer, bias.buffer, out.buffer], 1, 1, cols);
-  record('addRowVector', [x, bias], [out], ([g]) => [x.requiresGrad ? copy(g!) : null, bias.requiresGrad ? sumRows(g!, cols) : null]);
+  record('addRowVector', [x, bias], [out], ([g]) => [x.requiresGrad ? g : null, bias.requiresGrad ? sumRows(g!, cols) : null]);
   return out;
 }
 
