@@ -126,14 +126,15 @@ export function runBackward(loss: Tensor, opts: BackwardOptions, gradient?: Tens
             throw new PantherError('E_AUTOGRAD', `op '${node.op}' returned a gradient of ${g.size} elements for an input of ${input.size}`, input.describe());
           }
           if (input.grad) {
-            opts.accumulate(input.grad, g);
+            // The input may already hold this very gradient (an op that reads it twice).
+            opts.accumulate(input.grad, input.grad === g ? opts.copy(g) : g);
           } else {
             // A pass-through op hands back its output's gradient. The first input to take it
             // takes it over (the output is done with it); a gradient already handed to
-            // someone else (or not the walk's to give) is copied.
+            // another input (or not the walk's to give) is copied.
             const from = gOut.indexOf(g);
             const owner = from >= 0 ? node.outputs[from] : null;
-            if (owner && !assigned.has(g) && intermediateGrads.has(g)) {
+            if (owner && owner.grad === g && intermediateGrads.has(g)) {
               owner.grad = null;
               intermediateGrads.delete(g);
             } else if (assigned.has(g) || from >= 0) {
