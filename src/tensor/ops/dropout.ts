@@ -9,6 +9,7 @@ export const DROPOUT: KernelSpec = {
   params: { n: 'u32', width: 'u32', stride: 'u32', seed: 'u32', threshold: 'u32', scale: 'f32' },
   storage: ['read', 'read', 'rw'],
 };
+export const DROPOUT4: KernelSpec = { ...DROPOUT, entry: 'dropout4' };
 
 export interface DropoutOptions {
   p: number;
@@ -40,7 +41,8 @@ export function dropout(x: Tensor, o: DropoutOptions): Tensor {
   const params = { n: x.size, width, stride, seed: o.seed >>> 0, threshold: Math.min(0xffffffff, Math.round(o.p * 2 ** 32)), scale: 1 / (1 - o.p) };
   const apply = (input: Tensor) => {
     const out = empty(gpu, input.shape);
-    gpu.dispatch(DROPOUT, { buffers: [input.buffer, globalRows.buffer, out.buffer], params, workgroups: grid1d(input.size, 64) });
+    const wide = width % 4 === 0 && stride % 4 === 0;
+    gpu.dispatch(wide ? DROPOUT4 : DROPOUT, { buffers: [input.buffer, globalRows.buffer, out.buffer], params, workgroups: grid1d(wide ? input.size / 4 : input.size, 64) });
     return out;
   };
   const y = apply(x);
