@@ -151,3 +151,17 @@ fn sum_rows4(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups)
   for (var r = 0u; r < p.n; r++) { acc += ux4[r * p.cols + c]; }
   uy4[c] = p.alpha * acc;
 }
+
+// First stage of column sums over many rows: invocation (c, s) adds rows [s * offset,
+// (s + 1) * offset) of vec4 column c in order into y[s, c] (workgroups: x over columns, y over
+// segments), so long inputs spread over many invocations; sum_rows4 then adds the segments.
+@compute @workgroup_size(WG)
+fn sum_rows_segments4(@builtin(global_invocation_id) gid: vec3u) {
+  let c = gid.x;
+  if (c >= p.cols) { return; }
+  let start = gid.y * p.offset;
+  let end = min(p.n, start + p.offset);
+  var acc = vec4<f32>();
+  for (var r = start; r < end; r++) { acc += ux4[r * p.cols + c]; }
+  uy4[gid.y * p.cols + c] = acc;
+}

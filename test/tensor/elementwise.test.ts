@@ -28,7 +28,8 @@ describe('elementwise kernels (vec4 body and scalar tail)', () => {
     });
   }
 
-  for (const [rows, cols] of [[5, 3], [7, 8], [1, 1], [300, 64], [33, 10]]) {
+  // 300 and 1,001 rows of whole vec4s sum in segments (the last one short).
+  for (const [rows, cols] of [[5, 3], [7, 8], [1, 1], [300, 64], [33, 10], [1001, 12]]) {
     it(`row-vector add and column sums on ${rows}x${cols}, with gradients`, async () => {
       const g = gpu();
       const x = randn(rows * cols, rows);

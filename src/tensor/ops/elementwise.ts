@@ -21,6 +21,7 @@ export const ADD_ROW_VECTOR = pair('add_row_vector', ['read', 'read', 'rw']);
 export const AXPY_INPLACE = pair('axpy_inplace', ['read', 'rw']);
 export const SCALE = pair('scale', ['read', 'rw']);
 export const SUM_ROWS = pair('sum_rows', ['read', 'rw']);
+export const SUM_ROWS_SEGMENTS4 = spec('sum_rows_segments4', ['read', 'rw']);
 
 const WG = 64;
 const PER_LANE = 4;
@@ -109,15 +110,35 @@ export function mul(a: Tensor, b: Tensor, alpha = 1): Tensor {
   return out;
 }
 
-/** into[c] = alpha * sum over the `rows` rows of x[r, c], in row order (no tape). */
+/** Rows per segment of a two-stage column sum (sumRowsInto). */
+const SEGMENT_ROWS = 64;
+
+/**
+ * into[c] = alpha * sum over the `rows` rows of x[r, c] (no tape), in a fixed order: row
+ * order, or for many rows of whole vec4s, row order within segments of SEGMENT_ROWS rows and
+ * then segment order (one invocation per column would leave most of the adapter idle).
+ */
 export function sumRowsInto(x: Tensor, rows: number, cols: number, into: Tensor, alpha = 1): void {
   const vec = cols % 4 === 0;
   const width = vec ? cols / 4 : cols;
+  const segments = Math.ceil(rows / SEGMENT_ROWS);
+  let src = x;
+  let n = rows;
+  if (vec && segments > 2 && segments <= 65535) {
+    src = empty(x.gpu, [segments, cols]);
+    x.gpu.dispatch(SUM_ROWS_SEGMENTS4, {
+      buffers: [x.buffer, src.buffer],
+      params: { n: rows, alpha: 1, beta: 0, cols: width, offset: SEGMENT_ROWS },
+      workgroups: [Math.ceil(width / WG), segments, 1],
+    });
+    n = segments;
+  }
   x.gpu.dispatch(vec ? SUM_ROWS.vec4 : SUM_ROWS.scalar, {
-    buffers: [x.buffer, into.buffer],
-    params: { n: rows, alpha, beta: 0, cols: width, offset: 0 },
+    buffers: [src.buffer, into.buffer],
+    params: { n, alpha, beta: 0, cols: width, offset: 0 },
     workgroups: grid1d(width, WG),
   });
+  if (src !== x) src.dispose();
 }
 
 /** Column sums of a [rows, cols] view: alpha * sum over rows. */
