@@ -153,15 +153,19 @@ fn sum_rows4(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups)
 }
 
 // First stage of column sums over many rows: invocation (c, s) adds rows [s * offset,
-// (s + 1) * offset) of vec4 column c in order into y[s, c] (workgroups: x over columns, y over
-// segments), so long inputs spread over many invocations; sum_rows4 then adds the segments.
+// (s + 1) * offset) of vec4 column c in order into y[s, c]. Invocations run through the
+// columns of one segment, then the next (a 1-D grid of cols x segments, all lanes busy), so
+// long inputs spread over many invocations; sum_rows4 then adds the segments.
 @compute @workgroup_size(WG)
-fn sum_rows_segments4(@builtin(global_invocation_id) gid: vec3u) {
-  let c = gid.x;
-  if (c >= p.cols) { return; }
-  let start = gid.y * p.offset;
+fn sum_rows_segments4(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
+  let i = linear(gid, nwg);
+  let segments = (p.n + p.offset - 1u) / p.offset;
+  if (i >= p.cols * segments) { return; }
+  let s = i / p.cols;
+  let c = i - s * p.cols;
+  let start = s * p.offset;
   let end = min(p.n, start + p.offset);
   var acc = vec4<f32>();
   for (var r = start; r < end; r++) { acc += ux4[r * p.cols + c]; }
-  uy4[gid.y * p.cols + c] = acc;
+  uy4[i] = acc;
 }

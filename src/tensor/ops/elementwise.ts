@@ -124,12 +124,12 @@ export function sumRowsInto(x: Tensor, rows: number, cols: number, into: Tensor,
   const segments = Math.ceil(rows / SEGMENT_ROWS);
   let src = x;
   let n = rows;
-  if (vec && segments > 2 && segments <= 65535) {
+  if (vec && segments > 2) {
     src = empty(x.gpu, [segments, cols]);
     x.gpu.dispatch(SUM_ROWS_SEGMENTS4, {
       buffers: [x.buffer, src.buffer],
       params: { n: rows, alpha: 1, beta: 0, cols: width, offset: SEGMENT_ROWS },
-      workgroups: [Math.ceil(width / WG), segments, 1],
+      workgroups: grid1d(width * segments, WG),
     });
     n = segments;
   }
