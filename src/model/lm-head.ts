@@ -2,7 +2,7 @@ import { PantherError } from '../errors.js';
 import { crossEntropyBackward, crossEntropyRows } from '../tensor/ops/cross_entropy.js';
 import { axpyInPlace, fillInPlace } from '../tensor/ops/elementwise.js';
 import { embedding } from '../tensor/ops/embedding.js';
-import { matmul, relayoutRaw } from '../tensor/ops/matmul.js';
+import { matmul, relayoutRaw, roundUp4 } from '../tensor/ops/matmul.js';
 import { maskedMean } from '../tensor/ops/reduce.js';
 import { copyRowsInto } from '../tensor/ops/rows.js';
 import { isRecording, noGrad, record } from '../tensor/tape.js';
@@ -16,8 +16,6 @@ const KEEP_LOGITS_BYTES = 256 * 1024 * 1024;
 
 /** Targets equal to 0 (<pad>) are positions with nothing to predict. */
 export const IGNORE_TARGET = 0;
-
-const roundUp4 = (n: number) => Math.ceil(n / 4) * 4;
 
 /** Rows per chunk of logits [rows, V] under the size limit: a multiple of 4 (at least 4). */
 function chunkRows(N: number, V: number, maxBinding: number): number {
@@ -44,14 +42,14 @@ export function lmHeadLoss(
   const [N] = h.shape;
   const V = W.shape[1];
   if (targets.length !== N) throw new PantherError('E_SHAPE', `${targets.length} targets for ${N} rows`, op);
-  for (let r = 0; r < N; r++) {
-    const t = targets[r];
-    if (!(Number.isInteger(t) && t >= 0 && t < V)) throw new PantherError('E_ARGUMENT', `target at row ${r} is ${t}, outside [0, ${V})`, op);
-  }
   // Padding predicts nothing: only rows with a target go through the head (short sequences
   // in long windows are mostly padding, and the head is the step's biggest matmul).
   let valid = 0;
-  for (const t of targets) if (t !== IGNORE_TARGET) valid++;
+  for (let r = 0; r < N; r++) {
+    const t = targets[r];
+    if (!(Number.isInteger(t) && t >= 0 && t < V)) throw new PantherError('E_ARGUMENT', `target at row ${r} is ${t}, outside [0, ${V})`, op);
+    if (t !== IGNORE_TARGET) valid++;
+  }
   if (valid > 0 && valid < N) {
     const rows = new Int32Array(valid);
     for (let i = 0, k = 0; i < N; i++) if (targets[i] !== IGNORE_TARGET) rows[k++] = i;
@@ -75,7 +73,6 @@ export function lmHeadLoss(
     chunks.push({ start, count, rows: padded.length, targets: tensorFrom(gpu, padded, [padded.length], 'i32') });
   }
   const normalizer = opts.normalizer === undefined ? null : tensorFrom(gpu, [opts.normalizer], [1]);
-  const paddedHead = () => (Vp === V ? W : relayoutRaw(W, 1, d, V, { dstCols: Vp }).view([d, Vp]));
   const chunkInput = (c: (typeof chunks)[number]) => {
     const hc = empty(gpu, [c.rows, d]);
     if (c.rows !== c.count) fillInPlace(hc, 0);
@@ -92,7 +89,7 @@ export function lmHeadLoss(
   const keepLogits = recording && chunks.reduce((n, c) => n + c.rows, 0) * Vp * 4 <= (opts.keepLogitsBytes ?? KEEP_LOGITS_BYTES);
   const saved = noGrad(gpu, () =>
     tidy(gpu, () => {
-      const Wp = paddedHead();
+      const Wp = Vp === V ? W : relayoutRaw(W, 1, d, V, { dstCols: Vp }).view([d, Vp]);
       const perChunk = chunks.map((c) =>
         tidy(gpu, () => {
           const hc = chunkInput(c);
@@ -103,7 +100,7 @@ export function lmHeadLoss(
           return recording ? { lse: r.lse, hc: keepLogits ? hc : null, logits: keepLogits ? logits : null } : null;
         }),
       );
-      return { Wp: recording && Wp !== W ? Wp : null, perChunk };
+      return { Wp, perChunk };
     }),
   );
   const { mean, weightSum } = maskedMean(lossRows, weightRows);
@@ -112,15 +109,15 @@ export function lmHeadLoss(
   let loss = mean;
   let count = weightSum;
   if (opts.normalizer !== undefined) {
-    // sum / normalizer = mean * count / normalizer: the count is known on the host here.
-    const local = targets.reduce((n, t) => n + (t !== IGNORE_TARGET ? 1 : 0), 0);
+    // sum / normalizer = mean * count / normalizer: the count (valid) is known on the host here.
     loss = empty(gpu, [1]);
-    axpyInPlace(fillInPlace(loss, 0), mean, local / Math.max(opts.normalizer, 1), 0);
+    axpyInPlace(fillInPlace(loss, 0), mean, valid / Math.max(opts.normalizer, 1), 0);
     mean.dispose();
     count.dispose();
     count = normalizer!;
   }
   if (!recording) {
+    if (saved.Wp !== W) saved.Wp.dispose();
     count.dispose();
     chunks.forEach((c) => c.targets.dispose());
     return loss;
@@ -129,7 +126,7 @@ export function lmHeadLoss(
     const gh = fillInPlace(empty(gpu, h.shape), 0);
     const gW = fillInPlace(empty(gpu, [d, Vp]), 0);
     tidy(gpu, () => {
-      const Wp = saved.Wp ?? paddedHead();
+      const Wp = saved.Wp;
       chunks.forEach((c, i) => {
         const kept = saved.perChunk[i]!;
         tidy(gpu, () => {
@@ -144,7 +141,7 @@ export function lmHeadLoss(
           hc.dispose();
         });
       });
-      saved.Wp?.dispose();
+      if (Wp !== W) Wp.dispose();
     });
     count.dispose();
     chunks.forEach((c) => c.targets.dispose());

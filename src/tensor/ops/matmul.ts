@@ -85,7 +85,8 @@ export function transposeRaw(x: Tensor, batch: number, R: number, C: number): Te
   return relayoutRaw(x, batch, R, C, { transpose: true });
 }
 
-const roundUp4 = (n: number) => Math.ceil(n / 4) * 4;
+/** n rounded up to a whole number of vec4s. */
+export const roundUp4 = (n: number) => Math.ceil(n / 4) * 4;
 
 /**
  * The subgroup kernel wants row-major A (M x K) and B (K x N) with K and N multiples of 4:
